@@ -1,0 +1,148 @@
+"""``TEDPruningCallback``: per-sample losses and Taylor terms in, scores and pruning metrics out.
+
+Per step (``on_train_batch_end``) it reads the per-sample losses the ``training_step`` returned through
+:func:`pruned_loss`, turns the captured head input and output gradient into Taylor terms (no extra
+backward), and buffers them in the datamodule's state. Once per epoch it syncs the buffered
+observations across ranks (one collective), updates the scores and logs through ``self.log`` so any
+logger receives the metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from lightning_ted.datamodule import DynamicPruningDataModule
+from lightning_ted.taylor import HeadCapture, batch_reference, find_head, taylor_terms
+
+PER_SAMPLE_KEY = "per_sample_loss"
+_QUANTILE_SAMPLE = 1 << 20  # score quantiles are read from a strided sample of at most this many scores
+
+
+class TEDPruningCallback(Callback):
+    """Collect per-sample observations for the pruning method of a :class:`DynamicPruningDataModule`.
+
+    Args:
+        head: name of the output ``nn.Linear`` in the ``LightningModule`` (e.g. ``"model.fc"``); by
+            default the last ``nn.Linear`` the module registers.
+        quantiles: score quantiles logged each epoch.
+    """
+
+    def __init__(self, head: str | None = None, quantiles: Sequence[float] = (0.1, 0.5, 0.9)) -> None:
+        self.head = head
+        self.quantiles = tuple(float(q) for q in quantiles)
+        self.capture: HeadCapture | None = None
+        self.datamodule: DynamicPruningDataModule | None = None
+        self._ema_ref: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        dm = trainer.datamodule
+        if not isinstance(dm, DynamicPruningDataModule):
+            raise TypeError(
+                "TEDPruningCallback needs the training data to come from a DynamicPruningDataModule: "
+                "call trainer.fit(model, datamodule=DynamicPruningDataModule(...)) "
+                f"(got datamodule={type(dm).__name__})."
+            )
+        self.datamodule = dm
+        if dm.method.requires_taylor and self.capture is None:
+            self.capture = HeadCapture(find_head(pl_module, self.head))
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.capture is not None:
+            self.capture.remove()
+            self.capture = None
+
+    # ------------------------------------------------------------------ per step
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.capture is not None:
+            self.capture.reset()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        dm = self.datamodule
+        ctx = dm.batch_context
+        if ctx is None:
+            raise RuntimeError("the training batch did not come from DynamicPruningDataModule.train_dataloader()")
+        if not isinstance(outputs, dict) or PER_SAMPLE_KEY not in outputs:
+            raise KeyError(
+                f"training_step must return the per-sample loss under {PER_SAMPLE_KEY!r} for pruning; compute "
+                "the loss with reduction='none' and `return pruned_loss(self, losses)`."
+            )
+        losses = outputs[PER_SAMPLE_KEY]
+        if losses.dim() != 1 or losses.shape[0] != ctx.index.shape[0]:
+            raise ValueError(
+                f"outputs[{PER_SAMPLE_KEY!r}] has shape {tuple(losses.shape)} but the batch holds "
+                f"{ctx.index.shape[0]} samples; return one loss per sample."
+            )
+        terms = self._taylor_terms(trainer, ctx) if self.capture is not None else None
+        dm.state.observe(ctx.index, losses, terms)
+        dm.batch_context = None
+
+    def _taylor_terms(self, trainer: L.Trainer, ctx: Any) -> torch.Tensor:
+        if ctx.loss_grad is None:
+            raise RuntimeError(
+                "no gradient reached the per-sample loss this step: build the returned loss with "
+                "pruned_loss(self, losses) (and keep automatic optimization) so TED can read dL/dl_k."
+            )
+        h, delta = self.capture.per_sample_delta(ctx.loss_grad)
+        weights = ctx.weight.to(delta.device, torch.float32)
+        grad_w, grad_b = batch_reference(h, delta, weights, bias=self.capture.head.bias is not None)
+        method = self.datamodule.method
+        if method.reference == "ema":
+            if self._ema_ref is None:
+                self._ema_ref = (grad_w, grad_b)
+            else:
+                d = method.ema_decay
+                old_w, old_b = self._ema_ref
+                self._ema_ref = (d * old_w + (1 - d) * grad_w, None if grad_b is None else d * old_b + (1 - d) * grad_b)
+            grad_w, grad_b = self._ema_ref
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else 1.0
+        return float(lr) * taylor_terms(h, delta, grad_w, grad_b)
+
+    # ------------------------------------------------------------------ per epoch
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.datamodule.record_epoch(trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        dm = self.datamodule
+        epoch = trainer.current_epoch
+        dm.sync_and_update(epoch)
+        sel = dm.current_selection
+        metrics = {
+            "prune/target_ratio": sel.target_ratio,
+            "prune/actual_ratio": sel.actual_ratio,
+            "prune/kept_samples": float(len(sel)),
+            "prune/saved_fraction": dm.saved_fraction(epoch),
+            "prune/nonfinite_losses": float(dm.state.nonfinite_count),
+        }
+        metrics.update(self._score_quantiles(dm.state.score))
+        for name, value in metrics.items():
+            pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
+
+    def _score_quantiles(self, score: torch.Tensor) -> dict[str, float]:
+        step = max(1, score.numel() // _QUANTILE_SAMPLE)
+        sample = score[::step]
+        sample = sample[torch.isfinite(sample)]
+        if sample.numel() == 0 or not self.quantiles:
+            return {}
+        values = torch.quantile(sample.double(), torch.tensor(self.quantiles, dtype=torch.float64))
+        return {f"prune/score_q{int(round(q * 100)):02d}": float(v) for q, v in zip(self.quantiles, values)}
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        if self._ema_ref is None:
+            return {}
+        grad_w, grad_b = self._ema_ref
+        return {"ema_grad_w": grad_w.cpu(), "ema_grad_b": None if grad_b is None else grad_b.cpu()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "ema_grad_w" in state_dict:
+            self._ema_ref = (state_dict["ema_grad_w"], state_dict["ema_grad_b"])

@@ -1,0 +1,331 @@
+"""``DynamicPruningDataModule``: owns the score state, the pruning method and the per-epoch kept set.
+
+It wraps a map-style ``Dataset`` (or another ``LightningDataModule``). Each epoch the train loader is
+rebuilt over the kept indices only; every item carries its dataset index and weight, and the batch is
+unwrapped again in ``on_after_batch_transfer`` so the user's ``training_step`` sees its usual batch.
+Validation and test loaders are untouched.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
+
+from lightning_ted.methods import PruningMethod, build_method
+from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
+from lightning_ted.selection import Selection, epoch_generator
+from lightning_ted.state import ScoreState, gather_rows
+
+
+class IndexedSample(NamedTuple):
+    """A training item (or collated batch) with its dataset index and loss weight."""
+
+    data: Any
+    index: Any
+    weight: Any
+
+
+@dataclass
+class BatchContext:
+    """What the current training batch carries besides the user's data (set per step)."""
+
+    index: Tensor
+    weight: Tensor
+    loss_grad: Tensor | None = None  # dL/dl_k, captured by ``pruned_loss`` during backward
+
+    def capture_loss_grad(self, grad: Tensor) -> None:
+        self.loss_grad = grad.detach()
+
+
+class KeptDataset(Dataset):
+    """The kept samples of one epoch, each returned as ``IndexedSample(item, index, weight)``."""
+
+    def __init__(self, base: Dataset, selection: Selection) -> None:
+        self.base = base
+        self.selection = selection
+
+    def __len__(self) -> int:
+        return len(self.selection)
+
+    def __getitem__(self, pos: int) -> IndexedSample:
+        index = int(self.selection.indices[pos])
+        weight = 1.0 if pos < self.selection.num_unit_weight else self.selection.weight
+        return IndexedSample(self.base[index], index, weight)
+
+
+class IndexedCollate:
+    """Collates ``IndexedSample`` items with the user's ``collate_fn`` applied to the data part."""
+
+    def __init__(self, collate_fn: Any = None) -> None:
+        self.collate_fn = collate_fn or default_collate
+
+    def __call__(self, items: list[IndexedSample]) -> IndexedSample:
+        data = self.collate_fn([it.data for it in items])
+        index = torch.tensor([it.index for it in items], dtype=torch.int64)
+        weight = torch.tensor([it.weight for it in items], dtype=torch.float32)
+        return IndexedSample(data, index, weight)
+
+
+class DynamicPruningDataModule(L.LightningDataModule):
+    """Serve each epoch only the samples the pruning method keeps.
+
+    Args:
+        train_dataset: map-style training set (``__getitem__`` and ``__len__``); or give ``datamodule``.
+        datamodule: a ``LightningDataModule`` to wrap; its train set is pruned, its val/test loaders
+            are used unchanged, and its loader's batch size / collate_fn / workers are reused.
+        method: a :class:`PruningMethod` or a name (``"ted"``, ``"full"``).
+        schedule: pruning-ratio schedule; default ``RollerCoasterSchedule(0.5)``.
+        val_dataset, test_dataset: optional evaluation sets (ignored when ``datamodule`` is given).
+        batch_size, num_workers, collate_fn, pin_memory, drop_last: passed to the train ``DataLoader``.
+        seed: seeds selection and shuffling through ``(seed, epoch)``, so every rank and every resumed
+            run draws the same kept set in the same order.
+    """
+
+    def __init__(
+        self,
+        train_dataset: Dataset | None = None,
+        *,
+        datamodule: L.LightningDataModule | None = None,
+        method: str | PruningMethod = "ted",
+        schedule: PruneSchedule | None = None,
+        val_dataset: Dataset | None = None,
+        test_dataset: Dataset | None = None,
+        batch_size: int | None = None,
+        num_workers: int | None = None,
+        collate_fn: Any = None,
+        pin_memory: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if (train_dataset is None) == (datamodule is None):
+            raise ValueError("give exactly one of train_dataset or datamodule to DynamicPruningDataModule")
+        if train_dataset is not None:
+            _check_map_style(train_dataset)
+        self.train_dataset = train_dataset
+        self.inner = datamodule
+        self.method = build_method(method)
+        self.schedule = schedule if schedule is not None else RollerCoasterSchedule()
+        self.val_dataset, self.test_dataset = val_dataset, test_dataset
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.collate_fn = collate_fn
+        self.pin_memory = pin_memory
+        self.drop_last = drop_last
+        self.seed = int(seed)
+        self.state: ScoreState | None = None
+        self.batch_context: BatchContext | None = None
+        self.current_selection: Selection | None = None
+        self.kept_history: Tensor = torch.zeros(0, dtype=torch.int64)  # kept count per trained epoch
+        self._cache: tuple[int, int, Selection] | None = None  # (epoch, state version, selection)
+        self._version = 0
+        self._pending_load: dict | None = None
+
+    # ------------------------------------------------------------------ Lightning data hooks
+    def prepare_data(self) -> None:
+        if self.inner is not None:
+            self.inner.prepare_data()
+
+    def setup(self, stage: str) -> None:
+        if self.inner is not None:
+            self.inner.trainer = self.trainer
+            self.inner.setup(stage)
+        if stage != "fit":
+            return
+        if self.inner is not None and self.train_dataset is None:
+            self._adopt_inner_train_loader()
+        if self.state is None:
+            self.state = ScoreState(len(self.train_dataset))
+        if self.trainer is not None:
+            self.schedule.bind(self.trainer.max_epochs)
+            self._ensure_reload_every_epoch()
+        if self.kept_history.numel() < self.schedule.max_epochs:
+            grown = torch.zeros(self.schedule.max_epochs, dtype=torch.int64)
+            grown[: self.kept_history.numel()] = self.kept_history
+            self.kept_history = grown
+        if self._pending_load is not None:
+            state, self._pending_load = self._pending_load, None
+            self.load_state_dict(state)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.state is None:
+            raise RuntimeError("DynamicPruningDataModule.setup('fit') must run before train_dataloader()")
+        self._check_dataset_length()
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        selection = self.selection_for(epoch)
+        self.current_selection = selection
+        return DataLoader(
+            KeptDataset(self.train_dataset, selection),
+            batch_size=self.batch_size or 1,
+            shuffle=True,
+            generator=epoch_generator(self.seed, epoch, stream=1),
+            num_workers=self.num_workers or 0,
+            collate_fn=IndexedCollate(self.collate_fn),
+            pin_memory=self.pin_memory,
+            drop_last=self.drop_last,
+        )
+
+    def val_dataloader(self) -> Any:
+        if self.inner is not None:
+            return self.inner.val_dataloader()
+        return self._eval_loader(self.val_dataset, "val")
+
+    def test_dataloader(self) -> Any:
+        if self.inner is not None:
+            return self.inner.test_dataloader()
+        return self._eval_loader(self.test_dataset, "test")
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, IndexedSample):
+            return IndexedSample(self._inner_hook("on_before_batch_transfer", batch.data, dataloader_idx),
+                                 batch.index, batch.weight)
+        return self._inner_hook("on_before_batch_transfer", batch, dataloader_idx)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, IndexedSample):
+            self.batch_context = BatchContext(batch.index, batch.weight)
+            batch = batch.data
+        return self._inner_hook("on_after_batch_transfer", batch, dataloader_idx)
+
+    # ------------------------------------------------------------------ selection
+    def selection_for(self, epoch: int) -> Selection:
+        """Kept set of ``epoch``: a pure function of (scores, epoch, seed), cached per state version."""
+        if self._cache is not None and self._cache[:2] == (epoch, self._version):
+            return self._cache[2]
+        ratio = self.schedule.prune_ratio(epoch)
+        selection = self.method.select(self.state, ratio, epoch_generator(self.seed, epoch))
+        self._cache = (epoch, self._version, selection)
+        return selection
+
+    def record_epoch(self, epoch: int) -> None:
+        """Note the kept count of the epoch that starts (called by the callback)."""
+        if self.current_selection is not None and epoch < self.kept_history.numel():
+            self.kept_history[epoch] = len(self.current_selection)
+
+    def saved_fraction(self, through_epoch: int) -> float:
+        """Fraction of sample-passes saved in epochs ``0..through_epoch`` compared with full data."""
+        done = self.kept_history[: through_epoch + 1]
+        return 1.0 - float(done.sum()) / (self.state.num_samples * (through_epoch + 1))
+
+    def sync_and_update(self, epoch: int) -> None:
+        """Gather this epoch's observations from all ranks (one collective) and fold them into the scores."""
+        rows = self.state.take_pending()
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if world > 1:
+            capacity = math.ceil(len(self.current_selection) / world)
+            strategy = self.trainer.strategy
+            rows = gather_rows(rows, capacity, lambda t: strategy.all_gather(t.to(strategy.root_device)))
+        self.method.update(self.state, rows, epoch)
+        self._version += 1
+
+    def total_optimizer_steps(self) -> int:
+        """Exact number of optimizer steps the whole pruned run takes, known before training.
+
+        Use it for step-counting LR schedulers (e.g. ``OneCycleLR(total_steps=...)``) in
+        ``configure_optimizers``. It assumes every sample is scored after the first epoch, which holds
+        unless per-sample losses are NaN.
+        """
+        trainer = self.trainer
+        if trainer is None or self.state is None:
+            raise RuntimeError("total_optimizer_steps() needs the datamodule attached to a Trainer and set up")
+        n, world = self.state.num_samples, trainer.world_size
+        accumulate, bs = trainer.accumulate_grad_batches, self.batch_size or 1
+        total = 0
+        for epoch in range(self.schedule.max_epochs):
+            kept = self.method.expected_kept(n, self.schedule.prune_ratio(epoch), epoch)
+            per_rank = math.ceil(kept / world)
+            batches = per_rank // bs if self.drop_last else math.ceil(per_rank / bs)
+            total += math.ceil(batches / accumulate)
+        return total
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        if self.state is None:
+            return {}
+        return {
+            "method": self.method.state_dict(),
+            "state": self.state.state_dict(),
+            "seed": self.seed,
+            "kept_history": self.kept_history.clone(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        if self.state is None:  # restored before setup: apply once the dataset size is known
+            self._pending_load = state_dict
+            return
+        self.method.load_state_dict(state_dict["method"])
+        self.state.load_state_dict(state_dict["state"])
+        self.seed = int(state_dict["seed"])
+        history = state_dict["kept_history"]
+        self.kept_history[: history.numel()] = history[: self.kept_history.numel()]
+        self._version += 1
+
+    # ------------------------------------------------------------------ helpers
+    def _adopt_inner_train_loader(self) -> None:
+        loader = self.inner.train_dataloader()
+        if not isinstance(loader, DataLoader):
+            raise TypeError(
+                f"the wrapped datamodule's train_dataloader() returned {type(loader).__name__}; "
+                "DynamicPruningDataModule needs a single torch DataLoader over a map-style dataset."
+            )
+        _check_map_style(loader.dataset)
+        self.train_dataset = loader.dataset
+        if self.batch_size is None:
+            self.batch_size = loader.batch_size
+        if self.collate_fn is None:
+            self.collate_fn = loader.collate_fn
+        if self.num_workers is None:
+            self.num_workers = loader.num_workers
+
+    def _ensure_reload_every_epoch(self) -> None:
+        n = self.trainer.reload_dataloaders_every_n_epochs
+        if n == 0:
+            self.trainer.reload_dataloaders_every_n_epochs = 1
+            rank_zero_info("DynamicPruningDataModule set Trainer(reload_dataloaders_every_n_epochs=1): "
+                           "the kept set changes every epoch.")
+        elif n != 1:
+            raise ValueError(
+                f"Trainer(reload_dataloaders_every_n_epochs={n}) would keep one epoch's kept set for {n} "
+                "epochs; dynamic pruning rebuilds the train loader every epoch. Set it to 1 (or leave it 0)."
+            )
+
+    def _check_dataset_length(self) -> None:
+        n = len(self.train_dataset)
+        if n != self.state.num_samples:
+            raise RuntimeError(
+                f"the training set changed length from {self.state.num_samples} to {n} samples; per-sample "
+                "scores are indexed by position, so the dataset must keep a fixed length for the whole run."
+            )
+
+    def _eval_loader(self, dataset: Dataset | None, split: str) -> DataLoader | list:
+        if dataset is None:
+            return []
+        return DataLoader(dataset, batch_size=self.batch_size or 1, shuffle=False,
+                          num_workers=self.num_workers or 0, collate_fn=self.collate_fn)
+
+    def _inner_hook(self, name: str, batch: Any, dataloader_idx: int) -> Any:
+        if self.inner is None:
+            return batch
+        return getattr(self.inner, name)(batch, dataloader_idx)
+
+
+def _check_map_style(dataset: Any) -> None:
+    if isinstance(dataset, IterableDataset):
+        raise TypeError(
+            f"{type(dataset).__name__} is an IterableDataset; dynamic pruning must address samples by index. "
+            "Use a map-style Dataset (__getitem__ and __len__), e.g. materialise or shard it into one."
+        )
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise TypeError(
+            f"{type(dataset).__name__} is not a map-style dataset: it needs __getitem__(i) and __len__() "
+            "so every sample has a stable index for its score."
+        )

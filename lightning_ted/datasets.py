@@ -1,0 +1,52 @@
+"""Loading the offline datasets of ``shared/data`` into memory-resident tensor datasets.
+
+Nothing is downloaded: the files must already be on disk (see ``shared/data/README.md``). The whole
+split is decoded once into a float tensor, so per-item access in the training loop is a cheap index.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.data import TensorDataset
+
+#: (mean, std) of the training pixels, the usual normalisation constants.
+_STATS = {"MNIST": (0.1307, 0.3081), "FashionMNIST": (0.2860, 0.3530)}
+
+
+def default_data_root() -> Path:
+    """``$LIGHTNING_TED_DATA`` if set, else ``shared/data`` beside the repository."""
+    env = os.environ.get("LIGHTNING_TED_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def load_image_classification(
+    name: str = "MNIST", root: str | Path | None = None, train: bool = True, limit: int | None = None
+) -> TensorDataset:
+    """``MNIST`` or ``FashionMNIST`` as a ``TensorDataset`` of normalised ``(1, 28, 28)`` images and labels.
+
+    ``limit`` keeps the first ``limit`` samples (for quick tests).
+    """
+    import torchvision
+
+    if name not in _STATS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(_STATS)}")
+    root = Path(root) if root is not None else default_data_root()
+    cls = getattr(torchvision.datasets, name)
+    try:
+        ds = cls(root=str(root), train=train, download=False)
+    except RuntimeError as err:
+        raise FileNotFoundError(
+            f"{name} not found under {root} (expected {root / name / 'raw'} with the extracted idx files); "
+            "pass --data-root / root= pointing at shared/data, or set LIGHTNING_TED_DATA."
+        ) from err
+    images, labels = ds.data, ds.targets
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    mean, std = _STATS[name]
+    x = (images.unsqueeze(1).float() / 255.0 - mean) / std
+    return TensorDataset(x, labels.long())

@@ -1,0 +1,53 @@
+"""The interface every pruning method implements: state -> kept set, observations -> state."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+from lightning_ted.selection import Selection
+from lightning_ted.state import ScoreState
+
+
+class PruningMethod(ABC):
+    """One pruning rule. The sampler, score state, sync and checkpointing are shared by all methods.
+
+    Subclasses set ``name``, say whether they need head-gradient Taylor terms, and implement
+    :meth:`select` (which samples an epoch keeps, with which weights) and :meth:`observation_value`
+    (what one visit of a sample contributes to its score).
+    """
+
+    name: str = "base"
+    requires_taylor: bool = False
+    #: Polyak/EMA factor of the score update: ``s <- alpha s + (1 - alpha) v``.
+    alpha: float = 0.0
+
+    @abstractmethod
+    def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
+        """Kept samples and weights for an epoch whose schedule prunes ``prune_ratio`` of the data."""
+
+    def expected_kept(self, num_samples: int, prune_ratio: float, epoch: int) -> int:
+        """Kept count the schedule implies for ``epoch``, assuming every sample is scored after epoch 0."""
+        if epoch == 0:
+            return num_samples  # nothing is scored before the first pass
+        return num_samples - int(round(prune_ratio * num_samples))
+
+    def observation_value(self, losses: Tensor, terms: Tensor) -> Tensor:
+        """Value that one visit contributes to a sample's score (default: its loss)."""
+        return losses
+
+    def update(self, state: ScoreState, rows: Tensor, epoch: int) -> None:
+        """Fold gathered observation rows (index, loss, term) into the state."""
+        state.apply(rows, self.observation_value(rows[:, 1], rows[:, 2]), self.alpha, epoch)
+
+    def state_dict(self) -> dict:
+        return {"name": self.name}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("name") != self.name:
+            raise ValueError(
+                f"the checkpoint was trained with pruning method {state.get('name')!r} but this run uses "
+                f"{self.name!r}; resume with the same method or start a new run."
+            )

@@ -1,0 +1,53 @@
+"""TED pruning (Internal Generalization Distance, arXiv 2405.03228), as DESIGN.md section 2 reads it.
+
+Score: Polyak average of the mask Taylor term ``T_k = eta <g_k, gbar>`` with head gradients. Removing k
+raises the full-data loss by about ``T_k``, so the lowest-scoring samples are the ones whose absence the
+rest of the data covers. Rule: the ``ceil(p N / q)`` lowest scores are candidates, ``round(p N)`` of them
+are dropped at random and the kept candidates weigh ``1 / (1 - q')``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lightning_ted.methods.base import PruningMethod
+from lightning_ted.selection import Selection, random_drop_selection
+from lightning_ted.state import ScoreState
+
+REFERENCES = ("batch", "ema")
+
+
+class TED(PruningMethod):
+    """TED scores with soft (randomised, reweighted) selection.
+
+    Args:
+        alpha: Polyak factor; each visit updates ``s <- alpha s + (1 - alpha) T_k``.
+        q: share of the candidates that is dropped (1 = hard pruning of the lowest scores).
+        reference: reference gradient ``gbar``: ``"batch"`` (weighted batch mean, Gram form) or
+            ``"ema"`` (EMA of batch-mean head gradients; ``ema_decay`` sets its memory).
+        ema_decay: decay of the EMA reference.
+    """
+
+    name = "ted"
+    requires_taylor = True
+
+    def __init__(self, alpha: float = 0.5, q: float = 0.5, reference: str = "batch", ema_decay: float = 0.9) -> None:
+        if not 0.0 <= alpha < 1.0:
+            raise ValueError(f"alpha must be in [0, 1), got {alpha!r}")
+        if not 0.0 < q <= 1.0:
+            raise ValueError(f"q must be in (0, 1] (share of candidates dropped), got {q!r}")
+        if reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+        self.alpha = float(alpha)
+        self.q = float(q)
+        self.reference = reference
+        self.ema_decay = float(ema_decay)
+
+    def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
+        return random_drop_selection(state.score, prune_ratio, self.q, generator)
+
+    def observation_value(self, losses: Tensor, terms: Tensor) -> Tensor:
+        return terms

@@ -1,0 +1,137 @@
+"""Pruning-ratio schedules: which fraction of the data to skip in each epoch.
+
+A schedule is bound to the run length (``max_epochs``) by the datamodule at ``setup`` so it can never
+disagree with the ``Trainer``. Epochs before ``warmup_epochs`` and the last ``anneal`` fraction of epochs
+train on all data: scores need a first pass, and the model should finish on the full distribution.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+
+def _check_ratio(ratio: float) -> float:
+    ratio = float(ratio)
+    if not (0.0 <= ratio < 1.0) or math.isnan(ratio):
+        raise ValueError(
+            f"prune ratio must be in [0, 1), got {ratio!r}: it is the fraction of samples skipped per epoch, "
+            "and 1 would skip everything. Use e.g. ratio=0.5."
+        )
+    return ratio
+
+
+class PruneSchedule(ABC):
+    """Maps an epoch to the fraction of samples pruned in it.
+
+    Args:
+        warmup_epochs: leading epochs on the full data (scores need one pass first).
+        anneal: fraction of the run, at its end, trained on the full data again (InfoBatch's delta).
+        max_epochs: run length; left ``None`` it is taken from the ``Trainer`` at setup.
+    """
+
+    def __init__(self, warmup_epochs: int = 1, anneal: float = 0.125, max_epochs: int | None = None) -> None:
+        if int(warmup_epochs) != warmup_epochs or warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be a non-negative integer, got {warmup_epochs!r}")
+        if not (0.0 <= float(anneal) < 1.0):
+            raise ValueError(f"anneal must be in [0, 1) (a fraction of max_epochs), got {anneal!r}")
+        self.warmup_epochs = int(warmup_epochs)
+        self.anneal = float(anneal)
+        self.max_epochs: int | None = None
+        if max_epochs is not None:
+            self.bind(max_epochs)
+
+    def bind(self, max_epochs: int) -> None:
+        """Fix the run length. Raises if it was already fixed to another value."""
+        if max_epochs is None or int(max_epochs) < 1:
+            raise ValueError(
+                f"the pruning schedule needs a finite run length, got max_epochs={max_epochs!r}: "
+                "set Trainer(max_epochs=...)."
+            )
+        if self.max_epochs is not None and self.max_epochs != int(max_epochs):
+            raise ValueError(
+                f"the schedule was built for max_epochs={self.max_epochs} but the Trainer runs "
+                f"max_epochs={max_epochs}; leave the schedule's max_epochs unset so it follows the Trainer."
+            )
+        self.max_epochs = int(max_epochs)
+
+    @property
+    def anneal_epochs(self) -> int:
+        """Number of final full-data epochs: ``round(anneal * max_epochs)``."""
+        return int(round(self.anneal * self._epochs()))
+
+    @property
+    def pruning_epochs(self) -> int:
+        """Number of epochs that may prune (T in the formulas)."""
+        return max(0, self._epochs() - self.warmup_epochs - self.anneal_epochs)
+
+    def _epochs(self) -> int:
+        if self.max_epochs is None:
+            raise RuntimeError("the schedule is not bound to a run length yet; call bind(max_epochs) first")
+        return self.max_epochs
+
+    def prune_ratio(self, epoch: int) -> float:
+        """Fraction of the data pruned in ``epoch`` (0-based)."""
+        t = epoch - self.warmup_epochs + 1  # 1..T inside the pruning window
+        if t < 1 or t > self.pruning_epochs:
+            return 0.0
+        return float(self._pruning_ratio(t, self.pruning_epochs))
+
+    def kept_fraction(self, epoch: int) -> float:
+        return 1.0 - self.prune_ratio(epoch)
+
+    @abstractmethod
+    def _pruning_ratio(self, t: int, T: int) -> float:
+        """Pruned fraction at pruning epoch ``t`` in ``1..T``."""
+
+    def state_dict(self) -> dict:
+        return {"max_epochs": -1 if self.max_epochs is None else self.max_epochs}
+
+
+class RollerCoasterSchedule(PruneSchedule):
+    """TED's progressive schedule: kept fraction ``(1 - s) ** ((t / T) ** beta)``.
+
+    ``beta < 1`` prunes quickly in the first pruning epochs and slowly afterwards; at the last pruning
+    epoch the kept fraction reaches ``1 - s``.
+    """
+
+    def __init__(
+        self,
+        ratio: float = 0.5,
+        beta: float = 0.5,
+        warmup_epochs: int = 1,
+        anneal: float = 0.125,
+        max_epochs: int | None = None,
+    ) -> None:
+        self.ratio = _check_ratio(ratio)
+        if not beta > 0 or math.isinf(beta):
+            raise ValueError(f"beta must be a positive finite number (beta < 1 prunes early), got {beta!r}")
+        self.beta = float(beta)
+        super().__init__(warmup_epochs, anneal, max_epochs)
+
+    def _pruning_ratio(self, t: int, T: int) -> float:
+        return 1.0 - math.exp(((t / T) ** self.beta) * math.log1p(-self.ratio))
+
+
+class ConstantSchedule(PruneSchedule):
+    """Prune the same fraction ``ratio`` in every pruning epoch (InfoBatch-style)."""
+
+    def __init__(self, ratio: float = 0.5, warmup_epochs: int = 1, anneal: float = 0.125,
+                 max_epochs: int | None = None) -> None:
+        self.ratio = _check_ratio(ratio)
+        super().__init__(warmup_epochs, anneal, max_epochs)
+
+    def _pruning_ratio(self, t: int, T: int) -> float:
+        return self.ratio
+
+
+class LinearSchedule(PruneSchedule):
+    """Raise the pruned fraction linearly from ``ratio / T`` to ``ratio`` over the pruning epochs."""
+
+    def __init__(self, ratio: float = 0.5, warmup_epochs: int = 1, anneal: float = 0.125,
+                 max_epochs: int | None = None) -> None:
+        self.ratio = _check_ratio(ratio)
+        super().__init__(warmup_epochs, anneal, max_epochs)
+
+    def _pruning_ratio(self, t: int, T: int) -> float:
+        return self.ratio * t / T

@@ -1,0 +1,105 @@
+"""Choosing the kept samples of an epoch, shared by every pruning method.
+
+A :class:`Selection` is the kept index set plus its weights, stored compactly: the first
+``num_unit_weight`` kept indices have weight 1, the rest (kept candidates of a random drop) share one
+weight ``1 / (1 - q')``. That keeps the per-epoch selection at 8 bytes per kept sample.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+_SEED_STRIDE = 1_000_003  # keeps (seed, epoch) -> generator seed one-to-one for epochs < 10^6
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator seeded by ``(seed, epoch, stream)``: identical on every rank and after a resume."""
+    g = torch.Generator()
+    g.manual_seed((int(seed) * _SEED_STRIDE + int(epoch)) * 8 + int(stream))
+    return g
+
+
+@dataclass
+class Selection:
+    """Kept samples of one epoch: ``indices[:num_unit_weight]`` weigh 1, the rest weigh ``weight``."""
+
+    indices: Tensor
+    num_unit_weight: int
+    weight: float
+    num_samples: int
+    target_ratio: float = 0.0
+
+    @classmethod
+    def everything(cls, num_samples: int) -> Selection:
+        return cls(torch.arange(num_samples), num_samples, 1.0, num_samples)
+
+    def __len__(self) -> int:
+        return int(self.indices.numel())
+
+    @property
+    def weights(self) -> Tensor:
+        """Weights of the kept samples, aligned with ``indices`` (materialized on demand)."""
+        w = torch.ones(len(self), dtype=torch.float32)
+        w[self.num_unit_weight :] = self.weight
+        return w
+
+    def weight_at(self, positions: Tensor) -> Tensor:
+        """Weights of the kept samples at ``positions`` (positions into ``indices``)."""
+        return torch.where(positions < self.num_unit_weight, 1.0, self.weight).to(torch.float32)
+
+    @property
+    def actual_ratio(self) -> float:
+        return 1.0 - len(self) / self.num_samples
+
+
+def lowest_k_mask(scores: Tensor, k: int) -> Tensor:
+    """Boolean mask of exactly ``k`` lowest entries (ties broken by index), in O(N) via ``kthvalue``."""
+    n = scores.numel()
+    mask = torch.zeros(n, dtype=torch.bool)
+    if k <= 0:
+        return mask
+    if k >= n:
+        return mask.fill_(True)
+    threshold = torch.kthvalue(scores, k).values
+    mask = scores < threshold
+    missing = k - int(mask.sum())
+    if missing > 0:  # fill with the first ties at the threshold
+        ties = torch.nonzero(scores == threshold).squeeze(1)[:missing]
+        mask[ties] = True
+    return mask
+
+
+def random_drop_selection(
+    scores: Tensor, prune_ratio: float, q: float, generator: torch.Generator
+) -> Selection:
+    """Drop ``round(p N)`` samples uniformly at random among the ``ceil(p N / q)`` lowest-scoring ones.
+
+    Unscored samples (``+inf``) are never candidates. Kept candidates are weighted ``1 / (1 - q')`` with
+    ``q' = dropped / candidates``, so the expected weighted gradient over the kept set equals the
+    full-data gradient.
+    """
+    n = scores.numel()
+    n_drop = int(round(prune_ratio * n))
+    finite = torch.isfinite(scores)
+    n_finite = int(finite.sum())
+    n_cand = min(n_finite, math.ceil(n_drop / q)) if n_drop > 0 else 0
+    n_drop = min(n_drop, n_cand)
+    if n_drop == 0:
+        sel = Selection.everything(n)
+        sel.target_ratio = prune_ratio
+        return sel
+    ranking = torch.where(finite, scores, torch.inf)
+    cand_mask = lowest_k_mask(ranking, n_cand)
+    cand = torch.nonzero(cand_mask).squeeze(1)
+    # exactly n_drop of the candidates, uniformly: the n_drop smallest of i.i.d. uniform keys
+    keys = torch.rand(n_cand, generator=generator)
+    drop_local = lowest_k_mask(keys, n_drop)
+    kept_cand = cand[~drop_local]
+    plain = torch.nonzero(~cand_mask).squeeze(1)
+    q_eff = n_drop / n_cand
+    weight = 1.0 / (1.0 - q_eff) if kept_cand.numel() else 1.0
+    return Selection(torch.cat([plain, kept_cand]), int(plain.numel()), weight, n, prune_ratio)

@@ -1,0 +1,105 @@
+"""Head-gradient Taylor terms ``<g_k, gbar>`` of DESIGN.md section 2, from the real forward/backward.
+
+For a linear head ``z = W h + b`` the per-sample gradient of loss ``l_k`` is ``(delta_k h_k^T, delta_k)``
+with ``delta_k = dl_k/dz_k``; for a sequence head it is ``sum_t delta_kt h_kt^T``. Against a reference
+gradient ``(G, gb)`` the term is ``sum_t delta_kt^T G h_kt + delta_kt . gb``: no per-sample ``C x d``
+tensor is ever built. ``delta_k`` is recovered from the gradient that reached the head output divided
+by the gradient that reached the per-sample loss, which cancels sample weights, batch averaging,
+gradient accumulation and AMP loss scaling in one step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def find_head(module: nn.Module, name: str | None = None) -> nn.Linear:
+    """The output head: the submodule called ``name``, or the last ``nn.Linear`` registered in ``module``."""
+    linears = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]
+    if name is not None:
+        try:
+            head = module.get_submodule(name)
+        except AttributeError:
+            raise ValueError(
+                f"head layer {name!r} not found in {type(module).__name__}; its nn.Linear layers are "
+                f"{linears}. Pass head=<one of them> to TEDPruningCallback."
+            ) from None
+        if not isinstance(head, nn.Linear):
+            raise TypeError(
+                f"head layer {name!r} is a {type(head).__name__}, but TED's Taylor terms need an nn.Linear "
+                f"output layer; the model's nn.Linear layers are {linears}."
+            )
+        return head
+    if not linears:
+        raise ValueError(
+            f"{type(module).__name__} has no nn.Linear layer to take head gradients from; give the model a "
+            "linear output layer or pass head='<submodule name>' to TEDPruningCallback."
+        )
+    return module.get_submodule(linears[-1])
+
+
+def batch_reference(h: Tensor, delta: Tensor, weights: Tensor, bias: bool = True) -> tuple[Tensor, Tensor | None]:
+    """Head gradient of the weighted batch loss ``sum_k w_k l_k / B``: ``(G, gb)`` with G of shape C x d."""
+    wd = delta * weights.reshape((-1,) + (1,) * (delta.dim() - 1))
+    b = delta.shape[0]
+    grad_w = torch.einsum("...c,...d->cd", wd, h) / b
+    grad_b = wd.reshape(-1, wd.shape[-1]).sum(0) / b if bias else None
+    return grad_w, grad_b
+
+
+def taylor_terms(h: Tensor, delta: Tensor, grad_w: Tensor, grad_b: Tensor | None) -> Tensor:
+    """``<g_k, gbar>`` for every sample k: ``sum_t delta_kt^T G h_kt + delta_kt . gb`` (shape B)."""
+    per_pos = ((delta @ grad_w) * h).sum(-1)
+    if grad_b is not None:
+        per_pos = per_pos + delta @ grad_b
+    return per_pos.reshape(per_pos.shape[0], -1).sum(1)
+
+
+class HeadCapture:
+    """Forward hook on the head that keeps its input ``h`` and the gradient of its output ``dL/dz``.
+
+    Only training-mode forwards with grad enabled are captured; if the head runs several times in one
+    step, the last call wins.
+    """
+
+    def __init__(self, head: nn.Linear) -> None:
+        self.head = head
+        self.h: Tensor | None = None
+        self.grad_z: Tensor | None = None
+        self._handle = head.register_forward_hook(self._on_forward)
+
+    def _on_forward(self, module: nn.Module, inputs: tuple, output: Tensor) -> None:
+        if not (module.training and torch.is_grad_enabled() and output.requires_grad):
+            return
+        self.h = inputs[0].detach()
+        self.grad_z = None
+        output.register_hook(self._on_grad)
+
+    def _on_grad(self, grad: Tensor) -> None:
+        self.grad_z = grad.detach()
+
+    def reset(self) -> None:
+        self.h, self.grad_z = None, None
+
+    def remove(self) -> None:
+        self._handle.remove()
+        self.reset()
+
+    def per_sample_delta(self, loss_grad: Tensor) -> tuple[Tensor, Tensor]:
+        """``(h, delta)`` in float32, with ``delta_k = (dL/dz_k) / (dL/dl_k)`` per sample."""
+        if self.h is None or self.grad_z is None:
+            raise RuntimeError(
+                "no head gradient was captured this step: the head layer did not take part in the loss's "
+                "backward pass. Pass TEDPruningCallback(head=...) naming the layer that produces the logits."
+            )
+        grad_z = self.grad_z.float()
+        if grad_z.shape[0] != loss_grad.shape[0]:
+            raise ValueError(
+                f"the head output has batch size {grad_z.shape[0]} but the per-sample loss has "
+                f"{loss_grad.shape[0]} entries; the head must map the batch sample-wise (batch first)."
+            )
+        scale = loss_grad.float().reshape((-1,) + (1,) * (grad_z.dim() - 1))
+        # a zero loss gradient (weight 0 or an exactly flat loss) carries no information: delta 0
+        delta = torch.where(scale != 0, grad_z / torch.where(scale != 0, scale, 1.0), 0.0)
+        return self.h.float(), delta
