@@ -60,7 +60,9 @@ class TEDPruningCallback(Callback):
             self.capture = None
 
     # ------------------------------------------------------------------ per step
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.capture is not None:
             self.capture.reset()
 
@@ -101,8 +103,9 @@ class TEDPruningCallback(Callback):
                 self._ema_ref = (grad_w, grad_b)
             else:
                 d = method.ema_decay
-                old_w, old_b = self._ema_ref
-                self._ema_ref = (d * old_w + (1 - d) * grad_w, None if grad_b is None else d * old_b + (1 - d) * grad_b)
+                old_w, old_b = (None if t is None else t.to(grad_w.device) for t in self._ema_ref)
+                new_b = None if grad_b is None else d * old_b + (1 - d) * grad_b
+                self._ema_ref = (d * old_w + (1 - d) * grad_w, new_b)
             grad_w, grad_b = self._ema_ref
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else 1.0
         return float(lr) * taylor_terms(h, delta, grad_w, grad_b)
@@ -134,7 +137,8 @@ class TEDPruningCallback(Callback):
         if sample.numel() == 0 or not self.quantiles:
             return {}
         values = torch.quantile(sample.double(), torch.tensor(self.quantiles, dtype=torch.float64))
-        return {f"prune/score_q{int(round(q * 100)):02d}": float(v) for q, v in zip(self.quantiles, values)}
+        pairs = zip(self.quantiles, values.tolist(), strict=True)
+        return {f"prune/score_q{int(round(q * 100)):02d}": v for q, v in pairs}
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:

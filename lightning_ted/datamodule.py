@@ -184,8 +184,9 @@ class DynamicPruningDataModule(L.LightningDataModule):
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, IndexedSample):
-            return IndexedSample(self._inner_hook("on_before_batch_transfer", batch.data, dataloader_idx),
-                                 batch.index, batch.weight)
+            return IndexedSample(
+                self._inner_hook("on_before_batch_transfer", batch.data, dataloader_idx), batch.index, batch.weight
+            )
         return self._inner_hook("on_before_batch_transfer", batch, dataloader_idx)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -290,8 +291,10 @@ class DynamicPruningDataModule(L.LightningDataModule):
         n = self.trainer.reload_dataloaders_every_n_epochs
         if n == 0:
             self.trainer.reload_dataloaders_every_n_epochs = 1
-            rank_zero_info("DynamicPruningDataModule set Trainer(reload_dataloaders_every_n_epochs=1): "
-                           "the kept set changes every epoch.")
+            rank_zero_info(
+                "DynamicPruningDataModule set Trainer(reload_dataloaders_every_n_epochs=1): "
+                "the kept set changes every epoch."
+            )
         elif n != 1:
             raise ValueError(
                 f"Trainer(reload_dataloaders_every_n_epochs={n}) would keep one epoch's kept set for {n} "
@@ -309,8 +312,13 @@ class DynamicPruningDataModule(L.LightningDataModule):
     def _eval_loader(self, dataset: Dataset | None, split: str) -> DataLoader | list:
         if dataset is None:
             return []
-        return DataLoader(dataset, batch_size=self.batch_size or 1, shuffle=False,
-                          num_workers=self.num_workers or 0, collate_fn=self.collate_fn)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size or 1,
+            shuffle=False,
+            num_workers=self.num_workers or 0,
+            collate_fn=self.collate_fn,
+        )
 
     def _inner_hook(self, name: str, batch: Any, dataloader_idx: int) -> Any:
         if self.inner is None:

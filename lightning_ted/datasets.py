@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 from torch.utils.data import TensorDataset
 
 #: (mean, std) of the training pixels, the usual normalisation constants.

@@ -156,8 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     train_set = load_image_classification("MNIST", args.data_root, train=True, limit=args.limit)
     test_set = load_image_classification("MNIST", args.data_root, train=False)
-    common = dict(epochs=args.epochs, ratio=args.ratio, beta=args.beta, seed=args.seed,
-                  train_set=train_set, test_set=test_set)
+    common = dict(
+        epochs=args.epochs, ratio=args.ratio, beta=args.beta, seed=args.seed, train_set=train_set, test_set=test_set
+    )
     full = run(FullData(), name="full", **common)
     ted = run(TED(), name=f"ted (s={args.ratio})", **common)
     print(format_table([full, ted], full))

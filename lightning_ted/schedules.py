@@ -116,8 +116,9 @@ class RollerCoasterSchedule(PruneSchedule):
 class ConstantSchedule(PruneSchedule):
     """Prune the same fraction ``ratio`` in every pruning epoch (InfoBatch-style)."""
 
-    def __init__(self, ratio: float = 0.5, warmup_epochs: int = 1, anneal: float = 0.125,
-                 max_epochs: int | None = None) -> None:
+    def __init__(
+        self, ratio: float = 0.5, warmup_epochs: int = 1, anneal: float = 0.125, max_epochs: int | None = None
+    ) -> None:
         self.ratio = _check_ratio(ratio)
         super().__init__(warmup_epochs, anneal, max_epochs)
 
@@ -128,8 +129,9 @@ class ConstantSchedule(PruneSchedule):
 class LinearSchedule(PruneSchedule):
     """Raise the pruned fraction linearly from ``ratio / T`` to ``ratio`` over the pruning epochs."""
 
-    def __init__(self, ratio: float = 0.5, warmup_epochs: int = 1, anneal: float = 0.125,
-                 max_epochs: int | None = None) -> None:
+    def __init__(
+        self, ratio: float = 0.5, warmup_epochs: int = 1, anneal: float = 0.125, max_epochs: int | None = None
+    ) -> None:
         self.ratio = _check_ratio(ratio)
         super().__init__(warmup_epochs, anneal, max_epochs)
 

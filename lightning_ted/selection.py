@@ -73,9 +73,7 @@ def lowest_k_mask(scores: Tensor, k: int) -> Tensor:
     return mask
 
 
-def random_drop_selection(
-    scores: Tensor, prune_ratio: float, q: float, generator: torch.Generator
-) -> Selection:
+def random_drop_selection(scores: Tensor, prune_ratio: float, q: float, generator: torch.Generator) -> Selection:
     """Drop ``round(p N)`` samples uniformly at random among the ``ceil(p N / q)`` lowest-scoring ones.
 
     Unscored samples (``+inf``) are never candidates. Kept candidates are weighted ``1 / (1 - q')`` with
