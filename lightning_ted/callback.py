@@ -114,6 +114,12 @@ class TEDPruningCallback(Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.datamodule.record_epoch(trainer.current_epoch)
 
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A checkpoint may be written when validation ends, before on_train_epoch_end: fold the
+        # observations in first so every checkpoint holds the scores of everything trained so far.
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and self.datamodule is not None:
+            self.datamodule.sync_and_update(trainer.current_epoch)
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm = self.datamodule
         epoch = trainer.current_epoch

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, default_collate
 
 from lightning_ted.methods import PruningMethod, build_method
 from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
@@ -58,6 +59,28 @@ class KeptDataset(Dataset):
         index = int(self.selection.indices[pos])
         weight = 1.0 if pos < self.selection.num_unit_weight else self.selection.weight
         return IndexedSample(self.base[index], index, weight)
+
+
+_CHUNK = 1 << 16
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation of ``range(n)`` drawn from ``(seed, epoch)``: the same on every ``iter()`` call.
+
+    Lightning may create the train iterator more than once per epoch (e.g. when resuming); a stateful
+    generator would then give the resumed run another order than the uninterrupted one.
+    """
+
+    def __init__(self, n: int, seed: int, epoch: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        order = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch, stream=1))
+        for chunk in order.split(_CHUNK):  # never one Python list of the whole epoch
+            yield from chunk.tolist()
 
 
 class IndexedCollate:
@@ -146,7 +169,7 @@ class DynamicPruningDataModule(L.LightningDataModule):
         if self.trainer is not None:
             self.schedule.bind(self.trainer.max_epochs)
             self._ensure_reload_every_epoch()
-        if self.kept_history.numel() < self.schedule.max_epochs:
+        if self.schedule.max_epochs is not None and self.kept_history.numel() < self.schedule.max_epochs:
             grown = torch.zeros(self.schedule.max_epochs, dtype=torch.int64)
             grown[: self.kept_history.numel()] = self.kept_history
             self.kept_history = grown
@@ -164,8 +187,8 @@ class DynamicPruningDataModule(L.LightningDataModule):
         return DataLoader(
             KeptDataset(self.train_dataset, selection),
             batch_size=self.batch_size or 1,
-            shuffle=True,
-            generator=epoch_generator(self.seed, epoch, stream=1),
+            sampler=EpochShuffleSampler(len(selection), self.seed, epoch),
+            generator=epoch_generator(self.seed, epoch, stream=2),  # worker seeds
             num_workers=self.num_workers or 0,
             collate_fn=IndexedCollate(self.collate_fn),
             pin_memory=self.pin_memory,

@@ -1,0 +1,56 @@
+"""Shared fixtures: real MNIST subsets from shared/data, and a Trainer factory for quick CPU runs."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import lightning as L
+import pytest
+import torch
+
+from lightning_ted.datasets import default_data_root, load_image_classification
+
+os.environ.setdefault("WANDB_MODE", "offline")
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+
+def _mnist_available() -> bool:
+    return (default_data_root() / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
+
+
+requires_mnist = pytest.mark.skipif(not _mnist_available(), reason="shared/data/MNIST is not present")
+
+
+@pytest.fixture(scope="session")
+def mnist_train():
+    if not _mnist_available():
+        pytest.skip("shared/data/MNIST is not present")
+    return load_image_classification("MNIST", train=True)
+
+
+@pytest.fixture(scope="session")
+def mnist_test():
+    if not _mnist_available():
+        pytest.skip("shared/data/MNIST is not present")
+    return load_image_classification("MNIST", train=False, limit=5000)
+
+
+def subset(dataset, n: int, offset: int = 0):
+    """The samples ``offset .. offset + n`` of a TensorDataset, as a TensorDataset."""
+    return torch.utils.data.TensorDataset(*(t[offset : offset + n] for t in dataset.tensors))
+
+
+def make_trainer(max_epochs: int, callbacks=(), **kwargs) -> L.Trainer:
+    defaults = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        deterministic=True,
+    )
+    defaults.update(kwargs)
+    return L.Trainer(max_epochs=max_epochs, callbacks=list(callbacks), **defaults)

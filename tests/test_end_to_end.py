@@ -1,0 +1,86 @@
+"""Trainer.fit with the callback on a real MNIST subset: schedule, coverage, weights and accuracy."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from conftest import make_trainer, subset
+from lightning.pytorch.callbacks import Callback
+
+from lightning_ted import TED, DynamicPruningDataModule, FullData, RollerCoasterSchedule, TEDPruningCallback
+from lightning_ted.demo import ImageClassifier
+
+
+class EpochRecorder(Callback):
+    """Records, per epoch, the kept indices and every (index, weight) the training steps saw."""
+
+    def __init__(self) -> None:
+        self.kept: dict[int, torch.Tensor] = {}
+        self.seen: dict[int, list[torch.Tensor]] = {}
+        self.weights: dict[int, list[torch.Tensor]] = {}
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        epoch = trainer.current_epoch
+        self.kept[epoch] = trainer.datamodule.current_selection.indices.clone()
+        self.seen[epoch], self.weights[epoch] = [], []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        ctx = trainer.datamodule.batch_context
+        self.seen[trainer.current_epoch].append(ctx.index.clone())
+        self.weights[trainer.current_epoch].append(ctx.weight.clone())
+
+
+def fit(method, train, test, epochs, ratio=0.5, beta=0.25, seed=0, batch_size=64):
+    L.seed_everything(seed, verbose=False)
+    model = ImageClassifier(lr=0.05)
+    dm = DynamicPruningDataModule(
+        train,
+        method=method,
+        schedule=RollerCoasterSchedule(ratio=ratio, beta=beta),
+        test_dataset=test,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    recorder = EpochRecorder()
+    trainer = make_trainer(epochs, callbacks=[TEDPruningCallback(), recorder])
+    trainer.fit(model, datamodule=dm)
+    fit_metrics = {k: v.item() for k, v in trainer.callback_metrics.items()}
+    acc = 100 * trainer.test(model, datamodule=dm, verbose=False)[0]["test_acc"]
+    return dm, recorder, acc, fit_metrics
+
+
+@pytest.mark.slow
+def test_ted_trains_on_schedule_and_matches_full_accuracy(mnist_train, mnist_test):
+    train, epochs, ratio = subset(mnist_train, 12000), 6, 0.5
+    dm, rec, ted_acc, metrics = fit(TED(), train, mnist_test, epochs, ratio)
+    _, _, full_acc, _ = fit(FullData(), train, mnist_test, epochs, ratio)
+    n = len(train)
+    sched = dm.schedule
+
+    # the kept count of every epoch is the schedule's, within one sample
+    expected = [n - round(sched.prune_ratio(e) * n) for e in range(epochs)]
+    assert sched.prune_ratio(0) == 0.0 and sched.prune_ratio(epochs - 1) == 0.0  # warm-up, anneal
+    assert any(sched.prune_ratio(e) > 0.3 for e in range(epochs))
+    for e in range(epochs):
+        assert abs(int(dm.kept_history[e]) - expected[e]) <= 1, (e, dm.kept_history.tolist(), expected)
+    saved = 1 - sum(expected) / (n * epochs)
+    assert dm.saved_fraction(epochs - 1) == pytest.approx(saved, abs=epochs / n)
+    assert metrics["prune/saved_fraction"] == pytest.approx(saved, abs=epochs / n)
+    assert metrics["prune/kept_samples"] == n  # the last (anneal) epoch trains on everything
+    assert metrics["prune/nonfinite_losses"] == 0
+    assert metrics["prune/score_q10"] <= metrics["prune/score_q50"] <= metrics["prune/score_q90"]
+
+    for e in range(epochs):
+        seen = torch.cat(rec.seen[e])
+        # every kept sample is trained on exactly once in its epoch, and nothing else is
+        assert seen.numel() == rec.kept[e].numel()
+        assert torch.equal(seen.sort().values, rec.kept[e].sort().values)
+        # the weights keep the expected sample count: sum of weights = N
+        assert torch.cat(rec.weights[e]).double().sum().item() == pytest.approx(n, rel=1e-4)
+
+    # all samples have scores after the run; pruned epochs dropped different samples over time
+    assert torch.isfinite(dm.state.score).all()
+    assert (dm.state.seen >= epochs - 4).all()
+    print(f"TED {ted_acc:.2f} vs full {full_acc:.2f}, saved {saved:.3f}")
+    assert abs(ted_acc - full_acc) <= 1.0, (ted_acc, full_acc)

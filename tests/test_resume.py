@@ -1,0 +1,70 @@
+"""Resume from an epoch-boundary checkpoint reproduces the uninterrupted run exactly (CPU)."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from conftest import make_trainer, subset
+from lightning.pytorch.callbacks import ModelCheckpoint
+from test_end_to_end import EpochRecorder
+
+from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
+from lightning_ted.demo import ImageClassifier
+
+
+def _run(train, tmp_path, epochs, seed, ckpt_path=None, checkpoint=False):
+    L.seed_everything(seed, verbose=False)
+    model = ImageClassifier(lr=0.05)
+    dm = DynamicPruningDataModule(
+        train, method=TED(), schedule=RollerCoasterSchedule(ratio=0.5, beta=0.5), batch_size=64, seed=0
+    )
+    rec = EpochRecorder()
+    callbacks = [TEDPruningCallback(), rec]
+    if checkpoint:
+        callbacks.append(ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, every_n_epochs=1, filename="{epoch}"))
+    trainer = make_trainer(epochs, callbacks=callbacks, enable_checkpointing=checkpoint)
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    return model, dm, rec
+
+
+@pytest.mark.slow
+def test_resume_at_epoch_boundary_matches_uninterrupted_run(mnist_train, tmp_path):
+    train = subset(mnist_train, 3000)
+    full_model, full_dm, full_rec = _run(train, tmp_path, epochs=4, seed=0, checkpoint=True)
+    ckpt = tmp_path / "epoch=1.ckpt"
+    assert ckpt.exists()
+
+    # the checkpoint holds only tensors and primitives
+    saved = torch.load(ckpt, weights_only=True)
+    assert "DynamicPruningDataModule" in saved
+
+    # a different seed for the fresh model: everything must come from the checkpoint
+    resumed_model, resumed_dm, resumed_rec = _run(train, tmp_path, epochs=4, seed=123, ckpt_path=ckpt)
+    assert sorted(resumed_rec.kept) == [2, 3]
+    for epoch in (2, 3):
+        assert torch.equal(resumed_rec.kept[epoch], full_rec.kept[epoch])
+        assert torch.equal(torch.cat(resumed_rec.seen[epoch]), torch.cat(full_rec.seen[epoch]))
+        assert torch.equal(torch.cat(resumed_rec.weights[epoch]), torch.cat(full_rec.weights[epoch]))
+    assert full_rec.kept[2].numel() < len(train)  # the resumed epochs really prune
+    for a, b in zip(full_model.parameters(), resumed_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(resumed_dm.state.score, full_dm.state.score)
+    assert torch.equal(resumed_dm.state.seen, full_dm.state.seen)
+    assert torch.equal(resumed_dm.kept_history, full_dm.kept_history)
+
+
+def test_datamodule_state_dict_round_trip(mnist_train):
+    train = subset(mnist_train, 500)
+    a = DynamicPruningDataModule(
+        train, method=TED(), schedule=RollerCoasterSchedule(max_epochs=4), batch_size=32, seed=3
+    )
+    a.setup("fit")
+    a.state.score.copy_(torch.linspace(-1, 1, 500))
+    a.state.seen.fill_(2)
+    b = DynamicPruningDataModule(train, method=TED(), schedule=RollerCoasterSchedule(max_epochs=4), batch_size=32)
+    b.setup("fit")
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a.state.score, b.state.score) and torch.equal(a.state.seen, b.state.seen)
+    assert b.seed == 3
+    assert torch.equal(a.selection_for(3).indices, b.selection_for(3).indices)
