@@ -9,8 +9,8 @@ Validation and test loaders are untouched.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import lightning as L
