@@ -17,7 +17,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, default_collate
+from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
+from torch.utils.data.distributed import DistributedSampler
 
 from lightning_ted.methods import PruningMethod, build_method
 from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
@@ -64,22 +65,37 @@ class KeptDataset(Dataset):
 _CHUNK = 1 << 16
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A permutation of ``range(n)`` drawn from ``(seed, epoch)``: the same on every ``iter()`` call.
+class EpochShuffleSampler(DistributedSampler):
+    """This rank's share of a permutation of ``range(n)`` drawn from ``(seed, epoch)``.
 
-    Lightning may create the train iterator more than once per epoch (e.g. when resuming); a stateful
-    generator would then give the resumed run another order than the uninterrupted one.
+    The permutation is the same on every rank and on every ``iter()`` call (Lightning may create the
+    train iterator twice when resuming). Ranks take every ``num_replicas``-th position; like
+    ``DistributedSampler``, the permutation is padded with its first ``< num_replicas`` entries so every
+    rank gets ``ceil(n / num_replicas)`` samples. Being a ``DistributedSampler``, Lightning uses it as is
+    instead of wrapping it (which would materialise the epoch as a Python list).
     """
 
-    def __init__(self, n: int, seed: int, epoch: int) -> None:
+    def __init__(self, n: int, seed: int, epoch: int, num_replicas: int = 1, rank: int = 0) -> None:
+        # DistributedSampler.__init__ is not called: it needs a dataset and an initialised process group.
         self.n, self.seed, self.epoch = n, seed, epoch
+        self.num_replicas, self.rank = num_replicas, rank
+        self.num_samples = math.ceil(n / num_replicas)
+        self.total_size = self.num_samples * num_replicas
+        self.shuffle, self.drop_last = True, False
 
     def __len__(self) -> int:
-        return self.n
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        """Ignored: the epoch is fixed when the loader is built for it (the kept set depends on it too)."""
 
     def __iter__(self) -> Iterator[int]:
         order = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch, stream=1))
-        for chunk in order.split(_CHUNK):  # never one Python list of the whole epoch
+        pad = self.total_size - self.n
+        if pad:
+            order = torch.cat([order, order.repeat(math.ceil(pad / self.n))[:pad]])
+        shard = order[self.rank : self.total_size : self.num_replicas]
+        for chunk in shard.split(_CHUNK):  # never one Python list of the whole epoch
             yield from chunk.tolist()
 
 
@@ -184,10 +200,11 @@ class DynamicPruningDataModule(L.LightningDataModule):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         selection = self.selection_for(epoch)
         self.current_selection = selection
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
         return DataLoader(
             KeptDataset(self.train_dataset, selection),
             batch_size=self.batch_size or 1,
-            sampler=EpochShuffleSampler(len(selection), self.seed, epoch),
+            sampler=EpochShuffleSampler(len(selection), self.seed, epoch, world, rank),
             generator=epoch_generator(self.seed, epoch, stream=2),  # worker seeds
             num_workers=self.num_workers or 0,
             collate_fn=IndexedCollate(self.collate_fn),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -84,3 +86,22 @@ def test_ted_trains_on_schedule_and_matches_full_accuracy(mnist_train, mnist_tes
     assert (dm.state.seen >= epochs - 4).all()
     print(f"TED {ted_acc:.2f} vs full {full_acc:.2f}, saved {saved:.3f}")
     assert abs(ted_acc - full_acc) <= 1.0, (ted_acc, full_acc)
+
+
+@pytest.mark.parametrize("accumulate,drop_last", [(1, False), (3, False), (2, True)])
+def test_total_optimizer_steps_is_exact_before_training(mnist_train, accumulate, drop_last):
+    train = subset(mnist_train, 1000)
+    L.seed_everything(0, verbose=False)
+    dm = DynamicPruningDataModule(
+        train, method=TED(), schedule=RollerCoasterSchedule(ratio=0.5), batch_size=48, drop_last=drop_last
+    )
+    predicted = {}
+
+    class Probe(Callback):
+        def on_fit_start(self, trainer, pl_module):
+            predicted["steps"] = trainer.datamodule.total_optimizer_steps()
+
+    trainer = make_trainer(5, callbacks=[TEDPruningCallback(), Probe()], accumulate_grad_batches=accumulate)
+    trainer.fit(ImageClassifier(one_cycle=True), datamodule=dm)  # OneCycleLR raises if it is stepped too often
+    assert predicted["steps"] == trainer.global_step
+    assert trainer.global_step < 5 * math.ceil(math.ceil(1000 / 48) / accumulate)  # fewer than unpruned

@@ -1,0 +1,68 @@
+"""Worker for the DDP tests: trains the MNIST CNN with TED on N CPU processes and saves what each rank saw.
+
+Run as ``python tests/ddp_worker.py OUT_DIR DEVICES BATCH_SIZE``; Lightning's ``ddp`` strategy re-launches
+this script for the other ranks. Each rank writes ``OUT_DIR/rank{r}.pt``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_end_to_end import EpochRecorder  # noqa: E402
+
+from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback  # noqa: E402
+from lightning_ted.datasets import load_image_classification  # noqa: E402
+from lightning_ted.demo import ImageClassifier  # noqa: E402
+
+N_TRAIN, EPOCHS = 2000, 4
+
+
+def main(out: str, devices: int, batch_size: int) -> None:
+    torch.set_num_threads(1)
+    L.seed_everything(0, verbose=False)
+    full = load_image_classification("MNIST", train=True, limit=N_TRAIN)
+    test = load_image_classification("MNIST", train=False, limit=2000)
+    dm = DynamicPruningDataModule(
+        full,
+        method=TED(),
+        schedule=RollerCoasterSchedule(ratio=0.5, beta=0.5, anneal=0.0),
+        test_dataset=test,
+        batch_size=batch_size,
+        seed=0,
+    )
+    recorder = EpochRecorder()
+    trainer = L.Trainer(
+        max_epochs=EPOCHS,
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        callbacks=[TEDPruningCallback(), recorder],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(ImageClassifier(lr=0.05), datamodule=dm)
+    acc = trainer.test(datamodule=dm, verbose=False, ckpt_path=None)[0]["test_acc"]
+    torch.save(
+        {
+            "kept": recorder.kept,
+            "seen": {e: torch.cat(v) for e, v in recorder.seen.items()},
+            "score": dm.state.score,
+            "seen_count": dm.state.seen,
+            "kept_history": dm.kept_history,
+            "acc": acc,
+            "world_size": trainer.world_size,
+        },
+        Path(out) / f"rank{trainer.global_rank}.pt",
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -1,0 +1,74 @@
+"""DDP on 2 CPU processes (gloo): identical kept sets and states on every rank, exact shard coverage.
+
+Run alone with ``pytest -m ddp``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import requires_mnist
+
+WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
+pytestmark = [pytest.mark.ddp, pytest.mark.slow, requires_mnist]
+
+
+def _launch(out: Path, devices: int, batch_size: int) -> list[dict]:
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(WORKER.parent.parent), OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, str(WORKER), str(out), str(devices), str(batch_size)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(devices)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ddp")
+    two = _launch(base / "two", devices=2, batch_size=32)
+    one = _launch(base / "one", devices=1, batch_size=64)  # same global batch
+    return two, one
+
+
+def test_every_rank_keeps_the_same_set_and_ends_with_the_same_state(runs):
+    (r0, r1), _ = runs
+    assert r0["world_size"] == 2
+    for epoch in r0["kept"]:
+        assert torch.equal(r0["kept"][epoch], r1["kept"][epoch])
+    assert torch.equal(r0["score"], r1["score"])  # bit-identical after every sync
+    assert torch.equal(r0["seen_count"], r1["seen_count"])
+    assert torch.equal(r0["kept_history"], r1["kept_history"])
+    assert torch.isfinite(r0["score"]).all()
+
+
+def test_shards_cover_the_kept_set_once_up_to_padding(runs):
+    (r0, r1), _ = runs
+    for epoch, kept in r0["kept"].items():
+        seen0, seen1 = r0["seen"][epoch], r1["seen"][epoch]
+        assert seen0.numel() == seen1.numel() == math.ceil(kept.numel() / 2)
+        union = torch.cat([seen0, seen1])
+        assert torch.equal(union.unique(), kept.sort().values)  # nothing lost
+        assert union.numel() - kept.numel() < 2  # duplicates only from the documented padding
+    # a padded sample enters the scores once: visit counts equal the number of epochs it was kept
+    kept_counts = torch.zeros_like(r0["seen_count"])
+    for kept in r0["kept"].values():
+        kept_counts[kept] += 1
+    assert torch.equal(r0["seen_count"], kept_counts)
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(runs):
+    (r0, _), (single,) = runs
+    assert torch.equal(r0["kept_history"], single["kept_history"])
+    assert r0["kept_history"][1:].lt(2000).all()  # the pruning epochs really prune
+    assert abs(r0["acc"] - single["acc"]) < 0.03, (r0["acc"], single["acc"])
