@@ -7,7 +7,9 @@ speedup for each run. Everything runs in one process on the same seed, so the ra
 from __future__ import annotations
 
 import argparse
+import logging
 import time
+import warnings
 from dataclasses import dataclass
 
 import lightning as L
@@ -147,13 +149,16 @@ def format_table(results: list[RunResult], baseline: RunResult) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-root", default=None, help="folder holding MNIST/raw (default: ../shared/data)")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--ratio", type=float, default=0.5, help="TED target prune ratio s")
-    parser.add_argument("--beta", type=float, default=0.25)
+    parser.add_argument("--beta", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*Total length of .* across ranks is zero.*")
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     train_set = load_image_classification("MNIST", args.data_root, train=True, limit=args.limit)
     test_set = load_image_classification("MNIST", args.data_root, train=False)
     common = dict(
@@ -161,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     full = run(FullData(), name="full", **common)
     ted = run(TED(), name=f"ted (s={args.ratio})", **common)
+    print(f"MNIST, SmallCNN, {args.epochs} epochs, seed {args.seed}, roller-coaster s={args.ratio} beta={args.beta}")
     print(format_table([full, ted], full))
 
 
