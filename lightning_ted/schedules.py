@@ -72,10 +72,11 @@ class PruneSchedule(ABC):
 
     def prune_ratio(self, epoch: int) -> float:
         """Fraction of the data pruned in ``epoch`` (0-based)."""
+        T = self.pruning_epochs  # raises if the schedule is not bound to a run length
         t = epoch - self.warmup_epochs + 1  # 1..T inside the pruning window
-        if t < 1 or t > self.pruning_epochs:
+        if t < 1 or t > T:
             return 0.0
-        return float(self._pruning_ratio(t, self.pruning_epochs))
+        return float(self._pruning_ratio(t, T))
 
     def kept_fraction(self, epoch: int) -> float:
         return 1.0 - self.prune_ratio(epoch)

@@ -74,9 +74,11 @@ def lowest_k_mask(scores: Tensor, k: int) -> Tensor:
 
 
 def random_drop_selection(scores: Tensor, prune_ratio: float, q: float, generator: torch.Generator) -> Selection:
-    """Drop ``round(p N)`` samples uniformly at random among the ``ceil(p N / q)`` lowest-scoring ones.
+    """Drop ``d = round(p N)`` samples uniformly at random among the ``ceil(d / q)`` lowest-scoring ones.
 
-    Unscored samples (``+inf``) are never candidates. Kept candidates are weighted ``1 / (1 - q')`` with
+    The candidate count is taken from the integer drop count ``d`` rather than from ``p N`` (DESIGN.md
+    writes ``ceil(p N / q)``): the dropped share of the candidates then stays at ``q`` and float noise in
+    ``p N`` (0.3 * 100 = 30.000000000000004) cannot add a candidate. Unscored samples (``+inf``) are never candidates. Kept candidates are weighted ``1 / (1 - q')`` with
     ``q' = dropped / candidates``, so the expected weighted gradient over the kept set equals the
     full-data gradient.
     """
