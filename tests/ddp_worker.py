@@ -48,8 +48,9 @@ def main(out: str, devices: int, batch_size: int) -> None:
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
-    trainer.fit(ImageClassifier(lr=0.05), datamodule=dm)
-    acc = trainer.test(datamodule=dm, verbose=False, ckpt_path=None)[0]["test_acc"]
+    model = ImageClassifier(lr=0.05)
+    trainer.fit(model, datamodule=dm)
+    acc = trainer.test(model, datamodule=dm, verbose=False)[0]["test_acc"]
     torch.save(
         {
             "kept": recorder.kept,
