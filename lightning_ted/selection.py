@@ -78,9 +78,9 @@ def random_drop_selection(scores: Tensor, prune_ratio: float, q: float, generato
 
     The candidate count is taken from the integer drop count ``d`` rather than from ``p N`` (DESIGN.md
     writes ``ceil(p N / q)``): the dropped share of the candidates then stays at ``q`` and float noise in
-    ``p N`` (0.3 * 100 = 30.000000000000004) cannot add a candidate. Unscored samples (``+inf``) are never candidates. Kept candidates are weighted ``1 / (1 - q')`` with
-    ``q' = dropped / candidates``, so the expected weighted gradient over the kept set equals the
-    full-data gradient.
+    ``p N`` (0.3 * 100 = 30.000000000000004) cannot add a candidate. Unscored samples (``+inf``) are
+    never candidates. Kept candidates are weighted ``1 / (1 - q')`` with ``q' = dropped / candidates``,
+    so the expected weighted gradient over the kept set equals the full-data gradient.
     """
     n = scores.numel()
     n_drop = int(round(prune_ratio * n))
