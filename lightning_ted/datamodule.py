@@ -215,12 +215,12 @@ class DynamicPruningDataModule(L.LightningDataModule):
     def val_dataloader(self) -> Any:
         if self.inner is not None:
             return self.inner.val_dataloader()
-        return self._eval_loader(self.val_dataset, "val")
+        return self._eval_loader(self.val_dataset)
 
     def test_dataloader(self) -> Any:
         if self.inner is not None:
             return self.inner.test_dataloader()
-        return self._eval_loader(self.test_dataset, "test")
+        return self._eval_loader(self.test_dataset)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, IndexedSample):
@@ -349,7 +349,7 @@ class DynamicPruningDataModule(L.LightningDataModule):
                 "scores are indexed by position, so the dataset must keep a fixed length for the whole run."
             )
 
-    def _eval_loader(self, dataset: Dataset | None, split: str) -> DataLoader | list:
+    def _eval_loader(self, dataset: Dataset | None) -> DataLoader | list:
         if dataset is None:
             return []
         return DataLoader(
