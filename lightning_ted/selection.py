@@ -56,21 +56,52 @@ class Selection:
         return 1.0 - len(self) / self.num_samples
 
 
+_EXACT_BELOW = 1 << 22  # below this size plain kthvalue is fast enough
+_SAMPLE = 1 << 20
+
+
+def kth_smallest(x: Tensor, k: int) -> Tensor:
+    """The ``k``-th smallest entry of a 1-D tensor (1-based), exactly, in a few linear passes.
+
+    For large inputs a strided sample brackets the answer between two sample order statistics; one
+    pass counts what lies below the bracket and ``kthvalue`` runs only on the entries inside it. The
+    bracket is verified, and a full ``kthvalue`` is the fallback, so the result is always exact.
+    """
+    n = x.numel()
+    if n <= _EXACT_BELOW:
+        return torch.kthvalue(x, k).values
+    sample = x[:: n // _SAMPLE].sort().values
+    m = sample.numel()
+    pos, margin = k / n * m, 6.0 * math.sqrt(m) + 32
+    lo_i, hi_i = int(pos - margin), int(pos + margin)
+    lo = sample[lo_i] if lo_i >= 0 else x.new_tensor(-math.inf)
+    hi = sample[hi_i] if hi_i < m else x.new_tensor(math.inf)
+    below = int((x < lo).sum())
+    band = x[(x >= lo) & (x <= hi)]
+    if below < k <= below + band.numel():
+        return torch.kthvalue(band, k - below).values
+    return torch.kthvalue(x, k).values
+
+
 def lowest_k_mask(scores: Tensor, k: int) -> Tensor:
-    """Boolean mask of exactly ``k`` lowest entries (ties broken by index), in O(N) via ``kthvalue``."""
+    """Boolean mask of exactly ``k`` lowest entries (ties broken by index), in O(N) passes."""
+    return _lowest_k(scores, k)[0]
+
+
+def _lowest_k(scores: Tensor, k: int) -> tuple[Tensor, float]:
+    """``lowest_k_mask`` and the k-th smallest value (``-inf`` for k <= 0, the maximum for k >= N)."""
     n = scores.numel()
-    mask = torch.zeros(n, dtype=torch.bool)
     if k <= 0:
-        return mask
+        return torch.zeros(n, dtype=torch.bool), -math.inf
     if k >= n:
-        return mask.fill_(True)
-    threshold = torch.kthvalue(scores, k).values
-    mask = scores < threshold
-    missing = k - int(mask.sum())
-    if missing > 0:  # fill with the first ties at the threshold
-        ties = torch.nonzero(scores == threshold).squeeze(1)[:missing]
-        mask[ties] = True
-    return mask
+        return torch.ones(n, dtype=torch.bool), float(scores.max())
+    threshold = kth_smallest(scores, k)
+    mask = scores <= threshold
+    extra = int(mask.sum()) - k
+    if extra > 0:  # more ties at the threshold than needed: keep the first ones by index
+        ties = torch.nonzero(scores == threshold).squeeze(1)
+        mask[ties[ties.numel() - extra :]] = False
+    return mask, float(threshold)
 
 
 def random_drop_selection(scores: Tensor, prune_ratio: float, q: float, generator: torch.Generator) -> Selection:
@@ -84,16 +115,16 @@ def random_drop_selection(scores: Tensor, prune_ratio: float, q: float, generato
     """
     n = scores.numel()
     n_drop = int(round(prune_ratio * n))
-    finite = torch.isfinite(scores)
-    n_finite = int(finite.sum())
-    n_cand = min(n_finite, math.ceil(n_drop / q)) if n_drop > 0 else 0
+    n_cand = min(n, math.ceil(n_drop / q)) if n_drop > 0 else 0
+    cand_mask, threshold = _lowest_k(scores, n_cand)
+    if math.isinf(threshold) and threshold > 0:  # unscored (+inf) samples reached the candidates
+        n_cand = min(n_cand, n - int(torch.isinf(scores).sum()))
+        cand_mask, _ = _lowest_k(scores, n_cand)
     n_drop = min(n_drop, n_cand)
     if n_drop == 0:
         sel = Selection.everything(n)
         sel.target_ratio = prune_ratio
         return sel
-    ranking = torch.where(finite, scores, torch.inf)
-    cand_mask = lowest_k_mask(ranking, n_cand)
     cand = torch.nonzero(cand_mask).squeeze(1)
     # exactly n_drop of the candidates, uniformly: the n_drop smallest of i.i.d. uniform keys
     keys = torch.rand(n_cand, generator=generator)
