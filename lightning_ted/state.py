@@ -131,12 +131,11 @@ class ScoreState:
 
 
 def _first_occurrence(idx: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
-    """Drop repeated indices, keeping each index's first occurrence (vectorized, stable)."""
-    order = torch.argsort(idx, stable=True)
-    sorted_idx = idx[order]
-    first = torch.ones_like(sorted_idx, dtype=torch.bool)
-    first[1:] = sorted_idx[1:] != sorted_idx[:-1]
-    keep = order[first]
+    """Drop repeated indices, keeping each index's first occurrence (one scatter, no sort)."""
+    pos = torch.arange(idx.numel(), dtype=torch.int64)
+    first = torch.full((int(idx.max()) + 1,), idx.numel(), dtype=torch.int64)
+    first.scatter_reduce_(0, idx, pos, reduce="amin")
+    keep = first[idx] == pos
     return idx[keep], values[keep]
 
 
