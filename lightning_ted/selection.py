@@ -118,7 +118,7 @@ def random_drop_selection(scores: Tensor, prune_ratio: float, q: float, generato
     n_cand = min(n, math.ceil(n_drop / q)) if n_drop > 0 else 0
     cand_mask, threshold = _lowest_k(scores, n_cand)
     if math.isinf(threshold) and threshold > 0:  # unscored (+inf) samples reached the candidates
-        n_cand = min(n_cand, n - int(torch.isinf(scores).sum()))
+        n_cand = min(n_cand, n - int(torch.isposinf(scores).sum()))
         cand_mask, _ = _lowest_k(scores, n_cand)
     n_drop = min(n_drop, n_cand)
     if n_drop == 0:

@@ -94,7 +94,7 @@ class ScoreState:
                 f"observed sample index out of range [0, {self.num_samples}): the dataset changed size during "
                 "training; pruning needs a fixed-length map-style dataset."
             )
-        idx, values = _first_occurrence(idx, values.to(torch.float32))
+        idx, values = _first_occurrence(idx, values.to(torch.float32), self.num_samples)
         old = self.score[idx]
         fresh = self.seen[idx] == 0
         self.score[idx] = torch.where(fresh, values, alpha * old + (1.0 - alpha) * values)
@@ -130,10 +130,10 @@ class ScoreState:
         return sum(t.element_size() * t.numel() for t in (self.score, self.seen, self.last_epoch))
 
 
-def _first_occurrence(idx: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
-    """Drop repeated indices, keeping each index's first occurrence (one scatter, no sort)."""
+def _first_occurrence(idx: Tensor, values: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """Drop repeated indices (all in ``[0, size)``), keeping each one's first occurrence (one scatter)."""
     pos = torch.arange(idx.numel(), dtype=torch.int64)
-    first = torch.full((int(idx.max()) + 1,), idx.numel(), dtype=torch.int64)
+    first = torch.full((size,), idx.numel(), dtype=torch.int64)
     first.scatter_reduce_(0, idx, pos, reduce="amin")
     keep = first[idx] == pos
     return idx[keep], values[keep]
