@@ -17,7 +17,7 @@ import torch
 
 from lightning_ted.methods import TED
 from lightning_ted.selection import epoch_generator
-from lightning_ted.state import ScoreState
+from lightning_ted.state import COLUMNS, Observations, ScoreState
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -37,9 +37,8 @@ def _measure(n: int, method: TED, repeats: int) -> str:
     state.seen.fill_(1)
     t_sel, sel = _best(lambda: method.select(state, 0.5, epoch_generator(0, 1)), repeats)
     kept = sel.indices
-    noise = torch.rand((kept.numel(), 2), dtype=torch.float64)
-    rows = torch.cat([kept.double().unsqueeze(1), noise], dim=1)
-    t_upd, _ = _best(lambda: method.update(state, rows, epoch=1), repeats)
+    obs = Observations(kept, torch.rand((kept.numel(), len(COLUMNS))))
+    t_upd, _ = _best(lambda: method.update(state, obs, epoch=1), repeats)
     sel_bytes = kept.element_size()  # indices only: the weights are one scalar plus a split point
     return f"| {n:.0e} | {t_sel:.3f} | {t_upd:.3f} | {state.nbytes() / n:.0f} | {sel_bytes} |"
 

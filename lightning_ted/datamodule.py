@@ -23,7 +23,7 @@ from torch.utils.data.distributed import DistributedSampler
 from lightning_ted.methods import PruningMethod, build_method
 from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
 from lightning_ted.selection import Selection, epoch_generator
-from lightning_ted.state import ScoreState, gather_rows
+from lightning_ted.state import ScoreState, gather_observations
 
 
 class IndexedSample(NamedTuple):
@@ -257,13 +257,13 @@ class DynamicPruningDataModule(L.LightningDataModule):
 
     def sync_and_update(self, epoch: int) -> None:
         """Gather this epoch's observations from all ranks (one collective) and fold them into the scores."""
-        rows = self.state.take_pending()
+        obs = self.state.take_pending()
         world = self.trainer.world_size if self.trainer is not None else 1
         if world > 1:
             capacity = math.ceil(len(self.current_selection) / world)
             strategy = self.trainer.strategy
-            rows = gather_rows(rows, capacity, lambda t: strategy.all_gather(t.to(strategy.root_device)))
-        self.method.update(self.state, rows, epoch)
+            obs = gather_observations(obs, capacity, lambda t: strategy.all_gather(t.to(strategy.root_device)))
+        self.method.update(self.state, obs, epoch)
         self._version += 1
 
     def total_optimizer_steps(self) -> int:

@@ -76,8 +76,8 @@ def kth_smallest(x: Tensor, k: int) -> Tensor:
     lo_i, hi_i = int(pos - margin), int(pos + margin)
     lo = sample[lo_i] if lo_i >= 0 else x.new_tensor(-math.inf)
     hi = sample[hi_i] if hi_i < m else x.new_tensor(math.inf)
-    below = int((x < lo).sum())
-    band = x[(x >= lo) & (x <= hi)]
+    below = int(torch.count_nonzero(x < lo))
+    band = x[(x >= lo).logical_and_(x <= hi)]
     if below < k <= below + band.numel():
         return torch.kthvalue(band, k - below).values
     return torch.kthvalue(x, k).values
@@ -97,7 +97,7 @@ def _lowest_k(scores: Tensor, k: int) -> tuple[Tensor, float]:
         return torch.ones(n, dtype=torch.bool), float(scores.max())
     threshold = kth_smallest(scores, k)
     mask = scores <= threshold
-    extra = int(mask.sum()) - k
+    extra = int(torch.count_nonzero(mask)) - k
     if extra > 0:  # more ties at the threshold than needed: keep the first ones by index
         ties = torch.nonzero(scores == threshold).squeeze(1)
         mask[ties[ties.numel() - extra :]] = False
@@ -118,19 +118,20 @@ def random_drop_selection(scores: Tensor, prune_ratio: float, q: float, generato
     n_cand = min(n, math.ceil(n_drop / q)) if n_drop > 0 else 0
     cand_mask, threshold = _lowest_k(scores, n_cand)
     if math.isinf(threshold) and threshold > 0:  # unscored (+inf) samples reached the candidates
-        n_cand = min(n_cand, n - int(torch.isposinf(scores).sum()))
+        n_cand = min(n_cand, n - int(torch.count_nonzero(torch.isposinf(scores))))
         cand_mask, _ = _lowest_k(scores, n_cand)
     n_drop = min(n_drop, n_cand)
     if n_drop == 0:
         sel = Selection.everything(n)
         sel.target_ratio = prune_ratio
         return sel
-    cand = torch.nonzero(cand_mask).squeeze(1)
     # exactly n_drop of the candidates, uniformly: the n_drop smallest of i.i.d. uniform keys
     keys = torch.rand(n_cand, generator=generator)
-    drop_local = lowest_k_mask(keys, n_drop)
-    kept_cand = cand[~drop_local]
-    plain = torch.nonzero(~cand_mask).squeeze(1)
-    q_eff = n_drop / n_cand
-    weight = 1.0 / (1.0 - q_eff) if kept_cand.numel() else 1.0
+    kept_local = lowest_k_mask(keys, n_drop).logical_not_()
+    del keys
+    weight = 1.0 / (1.0 - n_drop / n_cand) if n_drop < n_cand else 1.0
+    if n_cand == n:  # every sample is a candidate: the candidate positions are the indices themselves
+        return Selection(torch.nonzero(kept_local).squeeze(1), 0, weight, n, prune_ratio)
+    kept_cand = torch.nonzero(cand_mask).squeeze(1)[kept_local]
+    plain = torch.nonzero(cand_mask.logical_not_()).squeeze(1)
     return Selection(torch.cat([plain, kept_cand]), int(plain.numel()), weight, n, prune_ratio)

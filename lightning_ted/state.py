@@ -1,20 +1,64 @@
 """Per-sample score state: three flat tensors of length N, updated in place, vectorized.
 
 Memory is 12 bytes per sample (float32 score, int32 times-seen, int32 last epoch seen), so 10^8 samples
-fit in 1.2 GB. Observations made during an epoch are buffered as per-batch chunks (never a per-sample
-Python list) and applied once, after they have been gathered from all ranks, so every rank ends the
-epoch with a bit-identical state.
+fit in 1.2 GB. Observations made during an epoch are buffered as packed per-batch chunks of 16 bytes per
+observed sample (never a per-sample Python list) and applied once, after they have been gathered from
+all ranks, so every rank ends the epoch with a bit-identical state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-#: columns of a packed observation row: dataset index, per-sample loss, Taylor term.
-OBS_COLUMNS = 3
+#: float32 value columns of an observation, in packed order.
+COLUMNS = ("loss", "term")
+_INDEX_WORDS = 2  # an int64 index packs into two int32 words
+
+
+@dataclass
+class Observations:
+    """Per-sample observations: dataset ``index`` (int64, -1 = skip) and float32 ``values`` (M x COLUMNS).
+
+    ``pack`` turns them into one int32 tensor (bit-exact, 16 bytes per row), so an epoch's observations
+    travel through a single ``all_gather`` and are checkpointed without a float64 round trip.
+    """
+
+    index: Tensor
+    values: Tensor
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    @property
+    def loss(self) -> Tensor:
+        return self.values[:, COLUMNS.index("loss")]
+
+    @property
+    def term(self) -> Tensor:
+        return self.values[:, COLUMNS.index("term")]
+
+    @classmethod
+    def empty(cls) -> Observations:
+        return cls(torch.zeros(0, dtype=torch.int64), torch.zeros((0, len(COLUMNS)), dtype=torch.float32))
+
+    def pack(self) -> Tensor:
+        index = self.index.to(torch.int64).contiguous().view(torch.int32).reshape(-1, _INDEX_WORDS)
+        return torch.cat([index, self.values.to(torch.float32).contiguous().view(torch.int32)], dim=1)
+
+    @classmethod
+    def unpack(cls, packed: Tensor) -> Observations:
+        index = packed[:, :_INDEX_WORDS].contiguous().view(torch.int64).reshape(-1)
+        return cls(index, packed[:, _INDEX_WORDS:].contiguous().view(torch.float32))
+
+    @classmethod
+    def cat(cls, packed_chunks: Sequence[Tensor]) -> Observations:
+        if not packed_chunks:
+            return cls.empty()
+        return cls.unpack(torch.cat([c.cpu() for c in packed_chunks]))
 
 
 class ScoreState:
@@ -40,20 +84,14 @@ class ScoreState:
 
         Non-finite losses or terms are counted and marked with index -1, so they never reach the scores.
         """
-        losses = losses.detach().reshape(-1).to(torch.float64)
-        terms = torch.zeros_like(losses) if terms is None else terms.detach().reshape(-1).to(torch.float64)
-        finite = torch.isfinite(losses) & torch.isfinite(terms)
-        indices = indices.detach().reshape(-1).to(device=losses.device, dtype=torch.float64)
-        rows = torch.stack(
-            [
-                torch.where(finite, indices, torch.full_like(indices, -1.0)),
-                torch.where(finite, losses, torch.zeros_like(losses)),
-                torch.where(finite, terms, torch.zeros_like(terms)),
-            ],
-            dim=1,
-        )
-        self._pending.append(rows)
-        self._nonfinite.append((~finite).sum())
+        losses = losses.detach().reshape(-1).to(torch.float32)
+        terms = torch.zeros_like(losses) if terms is None else terms.detach().reshape(-1).to(torch.float32)
+        values = torch.stack([losses, terms], dim=1)
+        finite = torch.isfinite(values).all(dim=1)
+        indices = indices.detach().reshape(-1).to(device=losses.device, dtype=torch.int64)
+        obs = Observations(torch.where(finite, indices, -1), torch.where(finite.unsqueeze(1), values, 0.0))
+        self._pending.append(obs.pack())
+        self._nonfinite.append(torch.count_nonzero(~finite))
 
     @property
     def nonfinite_count(self) -> int:
@@ -66,30 +104,29 @@ class ScoreState:
     def num_pending(self) -> int:
         return sum(int(c.shape[0]) for c in self._pending)
 
-    def pending(self) -> Tensor:
-        """All buffered observation rows (M x 3, float64: index, loss, term)."""
-        if not self._pending:
-            return torch.zeros((0, OBS_COLUMNS), dtype=torch.float64)
-        return torch.cat([c.cpu() for c in self._pending])
+    def pending(self) -> Observations:
+        """All buffered observations of the epoch so far, on the CPU."""
+        return Observations.cat(self._pending)
 
-    def take_pending(self) -> Tensor:
-        rows = self.pending()
+    def take_pending(self) -> Observations:
+        obs = self.pending()
         self._pending = []
-        return rows
+        return obs
 
     # ------------------------------------------------------------------ updates
-    def apply(self, rows: Tensor, values: Tensor, alpha: float, epoch: int) -> None:
-        """Polyak update ``s <- alpha s + (1 - alpha) v`` for the samples in ``rows`` (first visit: ``s <- v``).
+    def apply(self, index: Tensor, values: Tensor, alpha: float, epoch: int) -> None:
+        """Polyak update ``s <- alpha s + (1 - alpha) v`` for the samples in ``index`` (first visit: ``s <- v``).
 
-        ``rows`` may hold the same index twice (DDP padding repeats a few samples); only its first
-        occurrence counts, so a padded sample never enters the scores twice.
+        ``index`` may hold the same sample twice (DDP padding repeats a few samples); only its first
+        occurrence counts, so a padded sample never enters the scores twice. Index -1 is skipped.
         """
-        valid = rows[:, 0] >= 0  # -1 marks padding and non-finite observations
-        rows, values = rows[valid], values[valid]
-        if rows.shape[0] == 0:
+        valid = index >= 0  # -1 marks padding and non-finite observations
+        if not bool(valid.all()):
+            index, values = index[valid], values[valid]
+        if index.numel() == 0:
             return
-        idx = rows[:, 0].to(torch.int64)
-        if idx.min() < 0 or idx.max() >= self.num_samples:
+        idx = index.to(torch.int64)
+        if idx.max() >= self.num_samples:
             raise IndexError(
                 f"observed sample index out of range [0, {self.num_samples}): the dataset changed size during "
                 "training; pruning needs a fixed-length map-style dataset."
@@ -108,7 +145,7 @@ class ScoreState:
             "score": self.score.clone(),
             "seen": self.seen.clone(),
             "last_epoch": self.last_epoch.clone(),
-            "pending": self.pending().clone(),
+            "pending": torch.cat([c.cpu() for c in self._pending]) if self._pending else None,
             "nonfinite_count": self.nonfinite_count,
         }
 
@@ -132,26 +169,35 @@ class ScoreState:
 
 def _first_occurrence(idx: Tensor, values: Tensor, size: int) -> tuple[Tensor, Tensor]:
     """Drop repeated indices (all in ``[0, size)``), keeping each one's first occurrence (one scatter)."""
-    pos = torch.arange(idx.numel(), dtype=torch.int64)
-    first = torch.full((size,), idx.numel(), dtype=torch.int64)
+    dtype = torch.int32 if idx.numel() < torch.iinfo(torch.int32).max else torch.int64
+    pos = torch.arange(idx.numel(), dtype=dtype)
+    first = torch.full((size,), idx.numel(), dtype=dtype)
     first.scatter_reduce_(0, idx, pos, reduce="amin")
     keep = first[idx] == pos
+    if bool(keep.all()):
+        return idx, values
     return idx[keep], values[keep]
 
 
-def gather_rows(rows: Tensor, capacity: int, all_gather: Callable[[Tensor], Tensor] | None) -> Tensor:
-    """Collect observation rows from every rank with one ``all_gather``.
+def gather_observations(
+    obs: Observations, capacity: int, all_gather: Callable[[Tensor], Tensor] | None
+) -> Observations:
+    """Collect observations from every rank with one ``all_gather`` of their packed form.
 
     Each rank pads its rows to ``capacity`` (an upper bound every rank computes identically: its shard
     size) with index -1, so the collective has equal shapes; ``ScoreState.apply`` skips those rows.
     """
     if all_gather is None:
-        return rows
-    if rows.shape[0] > capacity:
+        return obs
+    if len(obs) > capacity:
         raise RuntimeError(
-            f"this rank observed {rows.shape[0]} samples but its shard holds at most {capacity}; "
+            f"this rank observed {len(obs)} samples but its shard holds at most {capacity}; "
             "was the train dataloader replaced outside DynamicPruningDataModule?"
         )
-    padded = torch.full((capacity, OBS_COLUMNS), -1.0, dtype=torch.float64)
-    padded[: rows.shape[0]] = rows
-    return all_gather(padded).reshape(-1, OBS_COLUMNS).cpu()
+    padded = Observations(
+        torch.full((capacity,), -1, dtype=torch.int64), torch.zeros((capacity, len(COLUMNS)), dtype=torch.float32)
+    )
+    padded.index[: len(obs)] = obs.index
+    padded.values[: len(obs)] = obs.values
+    gathered = all_gather(padded.pack())
+    return Observations.unpack(gathered.reshape(-1, gathered.shape[-1]).cpu())

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lightning_ted.methods import TED, FullData
-from lightning_ted.state import ScoreState
+from lightning_ted.state import Observations, ScoreState, gather_observations
 
 INF = float("inf")
 
@@ -116,7 +116,8 @@ def _assert_same(a: ScoreState, b: ScoreState) -> None:
     assert torch.equal(a.score, b.score)
     assert torch.equal(a.seen, b.seen)
     assert torch.equal(a.last_epoch, b.last_epoch)
-    assert torch.equal(a.pending(), b.pending())
+    assert torch.equal(a.pending().index, b.pending().index)
+    assert torch.equal(a.pending().values, b.pending().values)
     assert a.nonfinite_count == b.nonfinite_count
 
 
@@ -162,3 +163,35 @@ def test_load_into_a_different_size_raises():
         ScoreState(41).load_state_dict(state.state_dict())
     msg = str(info.value)
     assert "37" in msg and "41" in msg
+
+
+def test_observations_pack_round_trip_is_bit_exact():
+    index = torch.tensor([0, 2**40 + 3, -1, 7], dtype=torch.int64)
+    values = torch.tensor([[1.5, -0.0], [float("nan"), 3e-39], [0.1, -2.0], [1e30, 7.0]], dtype=torch.float32)
+    packed = Observations(index, values).pack()
+    assert packed.dtype == torch.int32 and packed.shape == (4, 4)  # 16 bytes per observation
+    back = Observations.unpack(packed)
+    assert torch.equal(back.index, index)
+    assert torch.equal(back.values.view(torch.int32), values.view(torch.int32))
+
+
+def test_gather_pads_ranks_and_padding_never_scores():
+    """Two fake ranks: rank 1 holds one row less; the -1 padding and a repeated sample count once."""
+    rank0 = Observations(torch.tensor([0, 1, 2]), torch.tensor([[1.0, 10.0], [1.0, 11.0], [1.0, 12.0]]))
+    rank1 = Observations(torch.tensor([3, 0]), torch.tensor([[1.0, 13.0], [1.0, 99.0]]))
+    gathered_parts = []
+
+    def fake_all_gather(t):
+        gathered_parts.append(t)
+        other = gather_observations(rank1, 3, lambda u: u.unsqueeze(0)).pack()  # what rank 1 contributes
+        return torch.stack([t, other])
+
+    obs = gather_observations(rank0, 3, fake_all_gather)
+    assert len(gathered_parts) == 1  # one collective
+    assert obs.index.tolist() == [0, 1, 2, 3, 0, -1]
+    state = ScoreState(5)
+    TED().update(state, obs, 0)
+    assert state.score.tolist() == [10.0, 11.0, 12.0, 13.0, INF]  # sample 0's second (padded) visit skipped
+    assert state.seen.tolist() == [1, 1, 1, 1, 0]
+    with pytest.raises(RuntimeError, match="shard holds at most 2"):
+        gather_observations(rank0, 2, fake_all_gather)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from lightning_ted.selection import Selection
-from lightning_ted.state import ScoreState
+from lightning_ted.state import Observations, ScoreState
 
 
 class PruningMethod(ABC):
@@ -34,13 +34,13 @@ class PruningMethod(ABC):
             return num_samples  # nothing is scored before the first pass
         return num_samples - int(round(prune_ratio * num_samples))
 
-    def observation_value(self, losses: Tensor, terms: Tensor) -> Tensor:
+    def observation_value(self, obs: Observations) -> Tensor:
         """Value that one visit contributes to a sample's score (default: its loss)."""
-        return losses
+        return obs.loss
 
-    def update(self, state: ScoreState, rows: Tensor, epoch: int) -> None:
-        """Fold gathered observation rows (index, loss, term) into the state."""
-        state.apply(rows, self.observation_value(rows[:, 1], rows[:, 2]), self.alpha, epoch)
+    def update(self, state: ScoreState, obs: Observations, epoch: int) -> None:
+        """Fold one epoch's gathered observations into the state."""
+        state.apply(obs.index, self.observation_value(obs), self.alpha, epoch)
 
     def state_dict(self) -> dict:
         return {"name": self.name}

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from lightning_ted.methods.base import PruningMethod
 from lightning_ted.selection import Selection, random_drop_selection
-from lightning_ted.state import ScoreState
+from lightning_ted.state import Observations, ScoreState
 
 REFERENCES = ("batch", "ema")
 
@@ -49,5 +49,5 @@ class TED(PruningMethod):
     def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
         return random_drop_selection(state.score, prune_ratio, self.q, generator)
 
-    def observation_value(self, losses: Tensor, terms: Tensor) -> Tensor:
-        return terms
+    def observation_value(self, obs: Observations) -> Tensor:
+        return obs.term
