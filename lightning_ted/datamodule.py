@@ -79,6 +79,7 @@ class EpochShuffleSampler(DistributedSampler):
         # DistributedSampler.__init__ is not called: it needs a dataset and an initialised process group.
         self.n, self.seed, self.epoch = n, seed, epoch
         self.num_replicas, self.rank = num_replicas, rank
+        self.start = 0  # positions of this rank's shard already trained (mid-epoch resume)
         self.num_samples = math.ceil(n / num_replicas)
         self.total_size = self.num_samples * num_replicas
         self.shuffle, self.drop_last = True, False
@@ -94,9 +95,44 @@ class EpochShuffleSampler(DistributedSampler):
         pad = self.total_size - self.n
         if pad:
             order = torch.cat([order, order.repeat(math.ceil(pad / self.n))[:pad]])
-        shard = order[self.rank : self.total_size : self.num_replicas]
+        shard = order[self.rank : self.total_size : self.num_replicas][self.start :]
         for chunk in shard.split(_CHUNK):  # never one Python list of the whole epoch
             yield from chunk.tolist()
+
+
+@dataclass
+class EpochCursor:
+    """How far training got through one epoch's loader: the state a mid-epoch checkpoint must carry."""
+
+    epoch: int
+    batches: int = 0  # training batches transferred to the model so far in this epoch
+
+
+class PruningDataLoader(DataLoader):
+    """The train loader of one epoch, resumable mid-epoch.
+
+    Lightning saves ``state_dict()`` of a train loader that has one in every checkpoint and hands it to
+    ``load_state_dict()`` on resume. The cursor counts batches the model received (not batches the
+    fetcher prefetched), so a resumed run continues with the first batch the interrupted run did not
+    train on: nothing is repeated or skipped.
+    """
+
+    def __init__(self, *args: Any, cursor: EpochCursor, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cursor = cursor
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.cursor.epoch, "batches": self.cursor.batches}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches"])
+        if epoch != self.cursor.epoch:
+            raise RuntimeError(
+                f"the checkpoint's train loader stopped in epoch {epoch} but Lightning resumes epoch "
+                f"{self.cursor.epoch}; the checkpoint does not match its training progress."
+            )
+        self.cursor.batches = batches
+        self.sampler.start = min(batches * (self.batch_size or 1), len(self.sampler))
 
 
 class IndexedCollate:
@@ -166,6 +202,7 @@ class DynamicPruningDataModule(L.LightningDataModule):
         self._cache: tuple[int, int, Selection] | None = None  # (epoch, state version, selection)
         self._version = 0
         self._pending_load: dict | None = None
+        self.cursor: EpochCursor | None = None  # progress through the current epoch's train loader
 
     # ------------------------------------------------------------------ Lightning data hooks
     def prepare_data(self) -> None:
@@ -201,8 +238,10 @@ class DynamicPruningDataModule(L.LightningDataModule):
         selection = self.selection_for(epoch)
         self.current_selection = selection
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
-        return DataLoader(
+        self.cursor = EpochCursor(epoch)
+        return PruningDataLoader(
             KeptDataset(self.train_dataset, selection),
+            cursor=self.cursor,
             batch_size=self.batch_size or 1,
             sampler=EpochShuffleSampler(len(selection), self.seed, epoch, world, rank),
             generator=epoch_generator(self.seed, epoch, stream=2),  # worker seeds
@@ -232,6 +271,8 @@ class DynamicPruningDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, IndexedSample):
             self.batch_context = BatchContext(batch.index, batch.weight)
+            if self.cursor is not None:
+                self.cursor.batches += 1
             batch = batch.data
         return self._inner_hook("on_after_batch_transfer", batch, dataloader_idx)
 

@@ -67,20 +67,29 @@ def kth_smallest(x: Tensor, k: int) -> Tensor:
     pass counts what lies below the bracket and ``kthvalue`` runs only on the entries inside it. The
     bracket is verified, and a full ``kthvalue`` is the fallback, so the result is always exact.
     """
+    return _kth_and_band(x, k)[0]
+
+
+def _kth_and_band(x: Tensor, k: int) -> tuple[Tensor, Tensor | None]:
+    """``kth_smallest`` and the sorted positions of the bracket it searched (they hold every tie of it).
+
+    The positions are ``None`` when no bracket was used (small input or fallback).
+    """
     n = x.numel()
     if n <= _EXACT_BELOW:
-        return torch.kthvalue(x, k).values
+        return torch.kthvalue(x, k).values, None
     sample = x[:: n // _SAMPLE].sort().values
     m = sample.numel()
     pos, margin = k / n * m, 6.0 * math.sqrt(m) + 32
     lo_i, hi_i = int(pos - margin), int(pos + margin)
     lo = sample[lo_i] if lo_i >= 0 else x.new_tensor(-math.inf)
     hi = sample[hi_i] if hi_i < m else x.new_tensor(math.inf)
-    below = int(torch.count_nonzero(x < lo))
-    band = x[(x >= lo).logical_and_(x <= hi)]
-    if below < k <= below + band.numel():
-        return torch.kthvalue(band, k - below).values
-    return torch.kthvalue(x, k).values
+    at_least_lo = x >= lo
+    below = n - int(torch.count_nonzero(at_least_lo))
+    band_pos = torch.nonzero(at_least_lo.logical_and_(x <= hi)).squeeze(1)
+    if below < k <= below + band_pos.numel():
+        return torch.kthvalue(x[band_pos], k - below).values, band_pos
+    return torch.kthvalue(x, k).values, None
 
 
 def lowest_k_mask(scores: Tensor, k: int) -> Tensor:
@@ -95,11 +104,14 @@ def _lowest_k(scores: Tensor, k: int) -> tuple[Tensor, float]:
         return torch.zeros(n, dtype=torch.bool), -math.inf
     if k >= n:
         return torch.ones(n, dtype=torch.bool), float(scores.max())
-    threshold = kth_smallest(scores, k)
+    threshold, band_pos = _kth_and_band(scores, k)
     mask = scores <= threshold
     extra = int(torch.count_nonzero(mask)) - k
     if extra > 0:  # more ties at the threshold than needed: keep the first ones by index
-        ties = torch.nonzero(scores == threshold).squeeze(1)
+        if band_pos is None:
+            ties = torch.nonzero(scores == threshold).squeeze(1)
+        else:  # every tie lies inside the searched bracket, whose positions are sorted
+            ties = band_pos[scores[band_pos] == threshold]
         mask[ties[ties.numel() - extra :]] = False
     return mask, float(threshold)
 
@@ -125,13 +137,20 @@ def random_drop_selection(scores: Tensor, prune_ratio: float, q: float, generato
         sel = Selection.everything(n)
         sel.target_ratio = prune_ratio
         return sel
-    # exactly n_drop of the candidates, uniformly: the n_drop smallest of i.i.d. uniform keys
-    keys = torch.rand(n_cand, generator=generator)
-    kept_local = lowest_k_mask(keys, n_drop).logical_not_()
-    del keys
+    # exactly n_drop of the candidates, uniformly: the n_drop smallest of i.i.d. uniform keys, one key
+    # per sample so no candidate index list is needed; non-candidates get a key above every uniform one
+    keys = torch.rand(n, generator=generator)
     weight = 1.0 / (1.0 - n_drop / n_cand) if n_drop < n_cand else 1.0
-    if n_cand == n:  # every sample is a candidate: the candidate positions are the indices themselves
-        return Selection(torch.nonzero(kept_local).squeeze(1), 0, weight, n, prune_ratio)
-    kept_cand = torch.nonzero(cand_mask).squeeze(1)[kept_local]
-    plain = torch.nonzero(cand_mask.logical_not_()).squeeze(1)
-    return Selection(torch.cat([plain, kept_cand]), int(plain.numel()), weight, n, prune_ratio)
+    if n_cand == n:  # every sample is a candidate
+        return Selection(
+            torch.nonzero(lowest_k_mask(keys, n_drop).logical_not_()).squeeze(1), 0, weight, n, prune_ratio
+        )
+    plain_mask = cand_mask.logical_not_()
+    keys.masked_fill_(plain_mask, 2.0)
+    kept_cand_mask = lowest_k_mask(keys, n_drop).logical_or_(plain_mask).logical_not_()  # candidates not dropped
+    del keys
+    n_plain = n - n_cand
+    indices = torch.empty(n_plain + n_cand - n_drop, dtype=torch.int64)  # filled in place: no concatenation copy
+    torch.nonzero(plain_mask, out=indices[:n_plain].unsqueeze(1))
+    torch.nonzero(kept_cand_mask, out=indices[n_plain:].unsqueeze(1))
+    return Selection(indices, n_plain, weight, n, prune_ratio)

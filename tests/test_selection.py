@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from lightning_ted.selection import Selection, epoch_generator, lowest_k_mask, random_drop_selection
+from lightning_ted.selection import Selection, epoch_generator, kth_smallest, lowest_k_mask, random_drop_selection
 
 
 def _distinct_scores(n: int, seed: int) -> torch.Tensor:
@@ -218,3 +218,17 @@ def test_lowest_k_mask_matches_stable_sort(n):
         mask = lowest_k_mask(scores, k)
         assert int(mask.sum()) == min(max(k, 0), n)
         assert set(torch.nonzero(mask).squeeze(1).tolist()) == _reference_lowest(values, k), k
+
+
+@pytest.mark.parametrize("levels", [3, 1000, None])
+def test_lowest_k_mask_on_the_bracketed_path_matches_stable_sort(levels):
+    """Inputs above the exact-kthvalue size go through the sampled bracket; ties still break by index."""
+    n = (1 << 22) + 12345
+    gen = torch.Generator().manual_seed(7)
+    scores = torch.rand(n, generator=gen) if levels is None else torch.randint(0, levels, (n,), generator=gen).float()
+    order = torch.sort(scores, stable=True).indices
+    for k in (1, n // 3, n // 2 + 1, n - 2):
+        want = torch.zeros(n, dtype=torch.bool)
+        want[order[:k]] = True
+        assert torch.equal(lowest_k_mask(scores, k), want), (levels, k)
+        assert kth_smallest(scores, k).item() == scores[order[k - 1]].item()
