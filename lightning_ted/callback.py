@@ -38,6 +38,7 @@ class TEDPruningCallback(Callback):
         self.capture: HeadCapture | None = None
         self.datamodule: DynamicPruningDataModule | None = None
         self._ema_ref: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self._trainer: L.Trainer | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -51,6 +52,7 @@ class TEDPruningCallback(Callback):
                 f"(got datamodule={type(dm).__name__})."
             )
         self.datamodule = dm
+        self._trainer = trainer
         if dm.method.requires_taylor and self.capture is None:
             self.capture = HeadCapture(find_head(pl_module, self.head))
 
@@ -148,11 +150,28 @@ class TEDPruningCallback(Callback):
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
+        """The EMA reference gradient of every rank (each averages its own batches), stacked by rank.
+
+        Under DDP Lightning calls this on every rank while saving, so the references are gathered here.
+        """
         if self._ema_ref is None:
             return {}
         grad_w, grad_b = self._ema_ref
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1 and torch.distributed.is_initialized():
+            gather = trainer.strategy.all_gather
+            grad_w, grad_b = gather(grad_w), None if grad_b is None else gather(grad_b)
+        else:
+            grad_w, grad_b = grad_w.unsqueeze(0), None if grad_b is None else grad_b.unsqueeze(0)
         return {"ema_grad_w": grad_w.cpu(), "ema_grad_b": None if grad_b is None else grad_b.cpu()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if "ema_grad_w" in state_dict:
-            self._ema_ref = (state_dict["ema_grad_w"], state_dict["ema_grad_b"])
+        if "ema_grad_w" not in state_dict:
+            return
+        grad_w, grad_b = state_dict["ema_grad_w"], state_dict["ema_grad_b"]
+        trainer = self._trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        if grad_w.shape[0] == world:  # same world size: each rank continues its own average
+            self._ema_ref = (grad_w[rank], None if grad_b is None else grad_b[rank])
+        else:  # another world size: every rank starts from the mean reference
+            self._ema_ref = (grad_w.mean(0), None if grad_b is None else grad_b.mean(0))

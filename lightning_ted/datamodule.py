@@ -23,7 +23,7 @@ from torch.utils.data.distributed import DistributedSampler
 from lightning_ted.methods import PruningMethod, build_method
 from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
 from lightning_ted.selection import Selection, epoch_generator
-from lightning_ted.state import ScoreState, gather_observations
+from lightning_ted.state import Observations, ScoreState, gather_observations
 
 
 class IndexedSample(NamedTuple):
@@ -298,14 +298,18 @@ class DynamicPruningDataModule(L.LightningDataModule):
 
     def sync_and_update(self, epoch: int) -> None:
         """Gather this epoch's observations from all ranks (one collective) and fold them into the scores."""
-        obs = self.state.take_pending()
-        world = self.trainer.world_size if self.trainer is not None else 1
-        if world > 1:
-            capacity = math.ceil(len(self.current_selection) / world)
-            strategy = self.trainer.strategy
-            obs = gather_observations(obs, capacity, lambda t: strategy.all_gather(t.to(strategy.root_device)))
-        self.method.update(self.state, obs, epoch)
+        restored, local = self.state.take_split()
+        self.method.update(self.state, restored.join(self._gather(local)), epoch)
         self._version += 1
+
+    def _gather(self, obs: Observations) -> Observations:
+        """Every rank's observations (one ``all_gather``); ``obs`` itself on a single process."""
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if world == 1 or self.current_selection is None or not torch.distributed.is_initialized():
+            return obs
+        capacity = math.ceil(len(self.current_selection) / world)
+        strategy = self.trainer.strategy
+        return gather_observations(obs, capacity, lambda t: strategy.all_gather(t.to(strategy.root_device)))
 
     def total_optimizer_steps(self) -> int:
         """Exact number of optimizer steps the whole pruned run takes, known before training.
@@ -329,11 +333,16 @@ class DynamicPruningDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
+        """The pruning state for a checkpoint.
+
+        Under DDP, Lightning calls this on every rank while saving; the observations each rank buffered
+        since the epoch began are gathered here (one collective) so a mid-epoch checkpoint loses none.
+        """
         if self.state is None:
             return {}
         return {
             "method": self.method.state_dict(),
-            "state": self.state.state_dict(),
+            "state": self.state.state_dict(all_ranks_pending=self._gather(self.state.local_pending())),
             "seed": self.seed,
             "kept_history": self.kept_history.clone(),
         }

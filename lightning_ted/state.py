@@ -60,6 +60,10 @@ class Observations:
             return cls.empty()
         return cls.unpack(torch.cat([c.cpu() for c in packed_chunks]))
 
+    def join(self, other: Observations) -> Observations:
+        """These observations followed by ``other``."""
+        return Observations(torch.cat([self.index, other.index]), torch.cat([self.values, other.values]))
+
 
 class ScoreState:
     """Scores, visit counts and last-visit epochs for ``num_samples`` samples.
@@ -74,7 +78,8 @@ class ScoreState:
         self.score = torch.full((self.num_samples,), float("inf"), dtype=torch.float32)
         self.seen = torch.zeros(self.num_samples, dtype=torch.int32)
         self.last_epoch = torch.full((self.num_samples,), -1, dtype=torch.int32)
-        self._pending: list[Tensor] = []
+        self._pending: list[Tensor] = []  # this rank's observations of the current epoch (packed chunks)
+        self._restored = Observations.empty()  # every rank's observations of the epoch, from a checkpoint
         self._nonfinite: list[Tensor] = []
         self._nonfinite_total = 0
 
@@ -102,16 +107,25 @@ class ScoreState:
 
     @property
     def num_pending(self) -> int:
-        return sum(int(c.shape[0]) for c in self._pending)
+        return len(self._restored) + sum(int(c.shape[0]) for c in self._pending)
 
-    def pending(self) -> Observations:
-        """All buffered observations of the epoch so far, on the CPU."""
+    def local_pending(self) -> Observations:
+        """This rank's buffered observations of the epoch (not those restored from a checkpoint)."""
         return Observations.cat(self._pending)
 
+    def pending(self) -> Observations:
+        """All buffered observations of the epoch so far, on the CPU: restored ones first."""
+        return self._restored.join(self.local_pending())
+
+    def take_split(self) -> tuple[Observations, Observations]:
+        """``(restored, local)``: only the local part still has to be gathered from the other ranks."""
+        restored, local = self._restored, self.local_pending()
+        self._restored, self._pending = Observations.empty(), []
+        return restored, local
+
     def take_pending(self) -> Observations:
-        obs = self.pending()
-        self._pending = []
-        return obs
+        restored, local = self.take_split()
+        return restored.join(local)
 
     # ------------------------------------------------------------------ updates
     def apply(self, index: Tensor, values: Tensor, alpha: float, epoch: int) -> None:
@@ -139,13 +153,20 @@ class ScoreState:
         self.last_epoch[idx] = epoch
 
     # ------------------------------------------------------------------ checkpointing
-    def state_dict(self) -> dict:
+    def state_dict(self, all_ranks_pending: Observations | None = None) -> dict:
+        """A snapshot; ``all_ranks_pending`` replaces this rank's buffered observations under DDP.
+
+        A checkpoint is written by rank 0 alone, so the buffered observations of a mid-epoch checkpoint
+        must be gathered from every rank first; on resume they are restored as already gathered.
+        """
+        local = self.local_pending() if all_ranks_pending is None else all_ranks_pending
+        pending = self._restored.join(local)
         return {
             "num_samples": self.num_samples,
             "score": self.score.clone(),
             "seen": self.seen.clone(),
             "last_epoch": self.last_epoch.clone(),
-            "pending": torch.cat([c.cpu() for c in self._pending]) if self._pending else None,
+            "pending": pending.pack() if len(pending) else None,
             "nonfinite_count": self.nonfinite_count,
         }
 
@@ -160,7 +181,8 @@ class ScoreState:
         self.seen.copy_(state["seen"])
         self.last_epoch.copy_(state["last_epoch"])
         pending = state.get("pending")
-        self._pending = [pending.clone()] if pending is not None and pending.shape[0] else []
+        self._restored = Observations.unpack(pending.clone()) if pending is not None else Observations.empty()
+        self._pending = []
         self._nonfinite, self._nonfinite_total = [], int(state.get("nonfinite_count", 0))
 
     def nbytes(self) -> int:

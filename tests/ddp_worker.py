@@ -1,7 +1,9 @@
 """Worker for the DDP tests: trains the MNIST CNN with TED on N CPU processes and saves what each rank saw.
 
-Run as ``python tests/ddp_worker.py OUT_DIR DEVICES BATCH_SIZE``; Lightning's ``ddp`` strategy re-launches
-this script for the other ranks. Each rank writes ``OUT_DIR/rank{r}.pt``.
+Run as ``python tests/ddp_worker.py OUT_DIR DEVICES BATCH_SIZE [CKPT]``; Lightning's ``ddp`` strategy
+re-launches this script for the other ranks. Each rank writes ``OUT_DIR/rank{r}.pt``. Without ``CKPT`` the
+run also saves checkpoints after epoch 1 (``OUT_DIR/epoch1.ckpt``) and in the middle of epoch 2
+(``OUT_DIR/mid.ckpt``); with ``CKPT`` it resumes from that checkpoint.
 """
 
 from __future__ import annotations
@@ -14,34 +16,36 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_end_to_end import EpochRecorder  # noqa: E402
+from test_resume import SaveAt  # noqa: E402
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback  # noqa: E402
 from lightning_ted.datasets import load_image_classification  # noqa: E402
 from lightning_ted.demo import ImageClassifier  # noqa: E402
 
-N_TRAIN, EPOCHS = 2000, 4
+N_TRAIN, EPOCHS, MID_BATCH = 2000, 4, 5
 
 
-def main(out: str, devices: int, batch_size: int) -> None:
+def main(out: str, devices: int, batch_size: int, ckpt: str | None = None) -> None:
     torch.set_num_threads(1)
     L.seed_everything(0, verbose=False)
     full = load_image_classification("MNIST", train=True, limit=N_TRAIN)
     test = load_image_classification("MNIST", train=False, limit=2000)
     dm = DynamicPruningDataModule(
         full,
-        method=TED(),
+        method=TED(reference="ema"),  # per-rank EMA reference: its checkpointing is tested too
         schedule=RollerCoasterSchedule(ratio=0.5, beta=0.5, anneal=0.0),
         test_dataset=test,
         batch_size=batch_size,
         seed=0,
     )
     recorder = EpochRecorder()
+    savers = [] if ckpt else [SaveAt(Path(out) / "epoch1.ckpt", 1, "end"), SaveAt(Path(out) / "mid.ckpt", 2, MID_BATCH)]
     trainer = L.Trainer(
         max_epochs=EPOCHS,
         accelerator="cpu",
         devices=devices,
         strategy="ddp" if devices > 1 else "auto",
-        callbacks=[TEDPruningCallback(), recorder],
+        callbacks=[TEDPruningCallback(), recorder, *savers],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -49,7 +53,7 @@ def main(out: str, devices: int, batch_size: int) -> None:
         num_sanity_val_steps=0,
     )
     model = ImageClassifier(lr=0.05)
-    trainer.fit(model, datamodule=dm)
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt)
     acc = trainer.test(model, datamodule=dm, verbose=False)[0]["test_acc"]
     torch.save(
         {
@@ -60,10 +64,11 @@ def main(out: str, devices: int, batch_size: int) -> None:
             "kept_history": dm.kept_history,
             "acc": acc,
             "world_size": trainer.world_size,
+            "params": [p.detach().clone() for p in model.parameters()],
         },
         Path(out) / f"rank{trainer.global_rank}.pt",
     )
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)

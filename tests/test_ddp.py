@@ -14,16 +14,17 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import requires_mnist
+from ddp_worker import MID_BATCH
 
 WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
 pytestmark = [pytest.mark.ddp, pytest.mark.slow, requires_mnist]
 
 
-def _launch(out: Path, devices: int, batch_size: int) -> list[dict]:
+def _launch(out: Path, devices: int, batch_size: int, ckpt: Path | None = None) -> list[dict]:
     out.mkdir()
     env = dict(os.environ, PYTHONPATH=str(WORKER.parent.parent), OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, str(WORKER), str(out), str(devices), str(batch_size)],
+        [sys.executable, str(WORKER), str(out), str(devices), str(batch_size), *([str(ckpt)] if ckpt else [])],
         env=env,
         capture_output=True,
         text=True,
@@ -38,11 +39,20 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("ddp")
     two = _launch(base / "two", devices=2, batch_size=32)
     one = _launch(base / "one", devices=1, batch_size=64)  # same global batch
-    return two, one
+    return two, one, base
+
+
+@pytest.fixture(scope="module")
+def resumed(runs, tmp_path_factory):
+    *_, base = runs
+    return {
+        name: _launch(base / f"resumed_{name}", devices=2, batch_size=32, ckpt=base / "two" / f"{name}.ckpt")
+        for name in ("epoch1", "mid")
+    }
 
 
 def test_every_rank_keeps_the_same_set_and_ends_with_the_same_state(runs):
-    (r0, r1), _ = runs
+    (r0, r1), _, _ = runs
     assert r0["world_size"] == 2
     for epoch in r0["kept"]:
         assert torch.equal(r0["kept"][epoch], r1["kept"][epoch])
@@ -53,7 +63,7 @@ def test_every_rank_keeps_the_same_set_and_ends_with_the_same_state(runs):
 
 
 def test_shards_cover_the_kept_set_once_up_to_padding(runs):
-    (r0, r1), _ = runs
+    (r0, r1), _, _ = runs
     for epoch, kept in r0["kept"].items():
         seen0, seen1 = r0["seen"][epoch], r1["seen"][epoch]
         assert seen0.numel() == seen1.numel() == math.ceil(kept.numel() / 2)
@@ -68,7 +78,34 @@ def test_shards_cover_the_kept_set_once_up_to_padding(runs):
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(runs):
-    (r0, _), (single,) = runs
+    (r0, _), (single,), _ = runs
     assert torch.equal(r0["kept_history"], single["kept_history"])
     assert r0["kept_history"][1:].lt(2000).all()  # the pruning epochs really prune
     assert abs(r0["acc"] - single["acc"]) < 0.03, (r0["acc"], single["acc"])
+
+
+def _same_params(a: dict, b: dict) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a["params"], b["params"], strict=True))
+
+
+def test_resume_at_epoch_boundary_under_ddp_matches_uninterrupted_run(runs, resumed):
+    two, _, _ = runs
+    for full, again in zip(two, resumed["epoch1"], strict=True):  # per rank
+        assert sorted(again["kept"]) == [2, 3]
+        for epoch in (2, 3):
+            assert torch.equal(again["kept"][epoch], full["kept"][epoch])
+            assert torch.equal(again["seen"][epoch], full["seen"][epoch])
+        assert _same_params(again, full)
+        assert torch.equal(again["score"], full["score"])
+        assert torch.equal(again["kept_history"], full["kept_history"])
+
+
+def test_resume_mid_epoch_under_ddp_neither_repeats_nor_skips(runs, resumed):
+    two, _, _ = runs
+    for full, again in zip(two, resumed["mid"], strict=True):  # per rank
+        trained = (MID_BATCH + 1) * 32  # samples of epoch 2 this rank trained before the checkpoint
+        assert torch.equal(again["seen"][2], full["seen"][2][trained:])
+        assert torch.equal(again["seen"][3], full["seen"][3])
+        assert _same_params(again, full)
+        assert torch.equal(again["score"], full["score"])
+        assert torch.equal(again["seen_count"], full["seen_count"])

@@ -22,15 +22,13 @@ class EpochRecorder(Callback):
         self.seen: dict[int, list[torch.Tensor]] = {}
         self.weights: dict[int, list[torch.Tensor]] = {}
 
-    def on_train_epoch_start(self, trainer, pl_module):
-        epoch = trainer.current_epoch
-        self.kept[epoch] = trainer.datamodule.current_selection.indices.clone()
-        self.seen[epoch], self.weights[epoch] = [], []
-
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        ctx = trainer.datamodule.batch_context
-        self.seen[trainer.current_epoch].append(ctx.index.clone())
-        self.weights[trainer.current_epoch].append(ctx.weight.clone())
+        # not on_train_epoch_start: Lightning skips that hook when it resumes in the middle of an epoch
+        epoch, ctx = trainer.current_epoch, trainer.datamodule.batch_context
+        if epoch not in self.kept:
+            self.kept[epoch] = trainer.datamodule.current_selection.indices.clone()
+        self.seen.setdefault(epoch, []).append(ctx.index.clone())
+        self.weights.setdefault(epoch, []).append(ctx.weight.clone())
 
 
 def fit(method, train, test, epochs, ratio=0.5, beta=0.25, seed=0, batch_size=64):
