@@ -2,13 +2,40 @@
 
 from lightning_ted.callback import TEDPruningCallback
 from lightning_ted.datamodule import DynamicPruningDataModule, IndexedSample
+from lightning_ted.distill import distillation_loss
 from lightning_ted.loss import pruned_loss
-from lightning_ted.methods import TED, FullData, PruningMethod, build_method
+from lightning_ted.methods import (
+    CAT,
+    CCS,
+    EL2N,
+    METHODS,
+    TED,
+    UCB,
+    EpsilonGreedy,
+    Forgetting,
+    FullData,
+    GraNd,
+    InfoBatch,
+    PruningMethod,
+    RandomSubset,
+    build_method,
+)
 from lightning_ted.schedules import ConstantSchedule, LinearSchedule, PruneSchedule, RollerCoasterSchedule
 from lightning_ted.selection import Selection
 
 __all__ = [
+    "CAT",
+    "CCS",
+    "EL2N",
+    "METHODS",
     "TED",
+    "UCB",
+    "EpsilonGreedy",
+    "Forgetting",
+    "GraNd",
+    "InfoBatch",
+    "RandomSubset",
+    "distillation_loss",
     "ConstantSchedule",
     "DynamicPruningDataModule",
     "FullData",

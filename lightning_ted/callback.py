@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lightning_ted.datamodule import DynamicPruningDataModule
-from lightning_ted.taylor import HeadCapture, batch_reference, find_head, taylor_terms
+from lightning_ted.taylor import HeadCapture, batch_reference, find_head, head_statistic, taylor_terms
 
 PER_SAMPLE_KEY = "per_sample_loss"
 _QUANTILE_SAMPLE = 1 << 20  # score quantiles are read from a strided sample of at most this many scores
@@ -53,7 +53,7 @@ class TEDPruningCallback(Callback):
             )
         self.datamodule = dm
         self._trainer = trainer
-        if dm.method.requires_taylor and self.capture is None:
+        if dm.method.head_statistic is not None and self.capture is None:
             self.capture = HeadCapture(find_head(pl_module, self.head))
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -86,17 +86,20 @@ class TEDPruningCallback(Callback):
                 f"outputs[{PER_SAMPLE_KEY!r}] has shape {tuple(losses.shape)} but the batch holds "
                 f"{ctx.index.shape[0]} samples; return one loss per sample."
             )
-        terms = self._taylor_terms(trainer, ctx) if self.capture is not None else None
+        terms = self._head_values(trainer, ctx) if self.capture is not None else None
         dm.state.observe(ctx.index, losses, terms)
         dm.batch_context = None
 
-    def _taylor_terms(self, trainer: L.Trainer, ctx: Any) -> torch.Tensor:
+    def _head_values(self, trainer: L.Trainer, ctx: Any) -> torch.Tensor:
         if ctx.loss_grad is None:
             raise RuntimeError(
                 "no gradient reached the per-sample loss this step: build the returned loss with "
-                "pruned_loss(self, losses) (and keep automatic optimization) so TED can read dL/dl_k."
+                "pruned_loss(self, losses) (and keep automatic optimization) so the callback can read dL/dl_k."
             )
         h, delta = self.capture.per_sample_delta(ctx.loss_grad)
+        kind = self.datamodule.method.head_statistic
+        if kind != "taylor":
+            return head_statistic(h, delta, kind)
         weights = ctx.weight.to(delta.device, torch.float32)
         grad_w, grad_b = batch_reference(h, delta, weights, bias=self.capture.head.bias is not None)
         method = self.datamodule.method

@@ -61,6 +61,16 @@ class KeptDataset(Dataset):
         weight = 1.0 if pos < self.selection.num_unit_weight else self.selection.weight
         return IndexedSample(self.base[index], index, weight)
 
+    def __getitems__(self, positions: list[int]) -> IndexedSample:
+        """A whole batch at once (the DataLoader calls this when it exists): index and weight tensors are
+        looked up with one tensor op each instead of per sample."""
+        pos = torch.as_tensor(positions, dtype=torch.int64)
+        index = self.selection.indices[pos]
+        getitems = getattr(self.base, "__getitems__", None)
+        keys = index.tolist()
+        items = getitems(keys) if getitems is not None else [self.base[i] for i in keys]
+        return IndexedSample(items, index, self.selection.weight_at(pos))
+
 
 _CHUNK = 1 << 16
 
@@ -141,7 +151,9 @@ class IndexedCollate:
     def __init__(self, collate_fn: Any = None) -> None:
         self.collate_fn = collate_fn or default_collate
 
-    def __call__(self, items: list[IndexedSample]) -> IndexedSample:
+    def __call__(self, items: list[IndexedSample] | IndexedSample) -> IndexedSample:
+        if isinstance(items, IndexedSample):  # a batch from KeptDataset.__getitems__
+            return IndexedSample(self.collate_fn(items.data), items.index, items.weight)
         data = self.collate_fn([it.data for it in items])
         index = torch.tensor([it.index for it in items], dtype=torch.int64)
         weight = torch.tensor([it.weight for it in items], dtype=torch.float32)
@@ -218,7 +230,7 @@ class DynamicPruningDataModule(L.LightningDataModule):
         if self.inner is not None and self.train_dataset is None:
             self._adopt_inner_train_loader()
         if self.state is None:
-            self.state = ScoreState(len(self.train_dataset))
+            self.state = ScoreState(len(self.train_dataset), aux=self.method.uses_aux)
         if self.trainer is not None:
             self.schedule.bind(self.trainer.max_epochs)
             self._ensure_reload_every_epoch()
@@ -321,6 +333,11 @@ class DynamicPruningDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None or self.state is None:
             raise RuntimeError("total_optimizer_steps() needs the datamodule attached to a Trainer and set up")
+        if not self.method.exact_kept_count:
+            raise RuntimeError(
+                f"method {self.method.name!r} keeps a score-dependent number of samples, so the step count is "
+                "not known before training; use an epoch-based learning-rate schedule instead."
+            )
         n, world = self.state.num_samples, trainer.world_size
         accumulate, bs = trainer.accumulate_grad_batches, self.batch_size or 1
         total = 0

@@ -1,9 +1,11 @@
 """Per-sample score state: three flat tensors of length N, updated in place, vectorized.
 
 Memory is 12 bytes per sample (float32 score, int32 times-seen, int32 last epoch seen), so 10^8 samples
-fit in 1.2 GB. Observations made during an epoch are buffered as packed per-batch chunks of 16 bytes per
-observed sample (never a per-sample Python list) and applied once, after they have been gathered from
-all ranks, so every rank ends the epoch with a bit-identical state.
+fit in 1.2 GB; methods that track a second statistic (UCB's variance, forgetting's last correctness,
+CAT's running mean) add one float32, 16 bytes in all. Observations made during an epoch are buffered as
+packed per-batch chunks of 16 bytes per observed sample (never a per-sample Python list) and applied
+once, after they have been gathered from all ranks, so every rank ends the epoch with a bit-identical
+state.
 """
 
 from __future__ import annotations
@@ -71,47 +73,60 @@ class ScoreState:
     Unscored samples hold ``+inf`` so selection keeps them until they have been measured once.
     """
 
-    def __init__(self, num_samples: int) -> None:
+    def __init__(self, num_samples: int, aux: bool = False) -> None:
         if num_samples < 1:
             raise ValueError(f"the training set is empty (num_samples={num_samples}); nothing to prune")
         self.num_samples = int(num_samples)
         self.score = torch.full((self.num_samples,), float("inf"), dtype=torch.float32)
         self.seen = torch.zeros(self.num_samples, dtype=torch.int32)
         self.last_epoch = torch.full((self.num_samples,), -1, dtype=torch.int32)
-        self._pending: list[Tensor] = []  # this rank's observations of the current epoch (packed chunks)
+        # a second float32 per sample for methods that track two statistics (e.g. mean and variance)
+        self.aux: Tensor | None = torch.zeros(self.num_samples, dtype=torch.float32) if aux else None
+        # this rank's observations of the current epoch: per-step tensors as given (no work on the step
+        # path), packed into one 16-byte-per-row chunk when read
+        self._raw: list[tuple[Tensor, Tensor, Tensor | None]] = []
+        self._packed: list[Tensor] = []
         self._restored = Observations.empty()  # every rank's observations of the epoch, from a checkpoint
-        self._nonfinite: list[Tensor] = []
         self._nonfinite_total = 0
 
     # ------------------------------------------------------------------ observations
     def observe(self, indices: Tensor, losses: Tensor, terms: Tensor | None) -> None:
-        """Buffer one batch of observations on their device (no host sync on the training step).
+        """Buffer one batch of observations on their device (no host sync, no arithmetic on the step path).
 
-        Non-finite losses or terms are counted and marked with index -1, so they never reach the scores.
+        Non-finite losses or terms are counted and marked with index -1 when the buffer is read, so they
+        never reach the scores.
         """
-        losses = losses.detach().reshape(-1).to(torch.float32)
-        terms = torch.zeros_like(losses) if terms is None else terms.detach().reshape(-1).to(torch.float32)
-        values = torch.stack([losses, terms], dim=1)
+        self._raw.append((indices.detach(), losses.detach(), None if terms is None else terms.detach()))
+
+    def _pack_raw(self) -> None:
+        """Fold the per-step tensors into one packed chunk (float32 values, -1 for non-finite rows)."""
+        if not self._raw:
+            return
+        index = torch.cat([i.reshape(-1).to(torch.int64).cpu() for i, _, _ in self._raw])
+        losses = torch.cat([lo.reshape(-1).to(torch.float32).cpu() for _, lo, _ in self._raw])
+        terms = [torch.zeros_like(lo.reshape(-1)) if t is None else t.reshape(-1) for _, lo, t in self._raw]
+        values = torch.stack([losses, torch.cat([t.to(torch.float32).cpu() for t in terms])], dim=1)
         finite = torch.isfinite(values).all(dim=1)
-        indices = indices.detach().reshape(-1).to(device=losses.device, dtype=torch.int64)
-        obs = Observations(torch.where(finite, indices, -1), torch.where(finite.unsqueeze(1), values, 0.0))
-        self._pending.append(obs.pack())
-        self._nonfinite.append(torch.count_nonzero(~finite))
+        self._nonfinite_total += int(finite.numel() - torch.count_nonzero(finite))
+        obs = Observations(torch.where(finite, index, -1), torch.where(finite.unsqueeze(1), values, 0.0))
+        self._packed.append(obs.pack())
+        self._raw = []
 
     @property
     def nonfinite_count(self) -> int:
         """Per-sample losses or terms that were NaN/inf and never entered the scores."""
-        count = self._nonfinite_total + sum(int(c) for c in self._nonfinite)
-        self._nonfinite_total, self._nonfinite = count, []
-        return count
+        self._pack_raw()
+        return self._nonfinite_total
 
     @property
     def num_pending(self) -> int:
-        return len(self._restored) + sum(int(c.shape[0]) for c in self._pending)
+        raw = sum(int(i.numel()) for i, _, _ in self._raw)
+        return len(self._restored) + raw + sum(int(c.shape[0]) for c in self._packed)
 
     def local_pending(self) -> Observations:
         """This rank's buffered observations of the epoch (not those restored from a checkpoint)."""
-        return Observations.cat(self._pending)
+        self._pack_raw()
+        return Observations.cat(self._packed)
 
     def pending(self) -> Observations:
         """All buffered observations of the epoch so far, on the CPU: restored ones first."""
@@ -120,7 +135,7 @@ class ScoreState:
     def take_split(self) -> tuple[Observations, Observations]:
         """``(restored, local)``: only the local part still has to be gathered from the other ranks."""
         restored, local = self._restored, self.local_pending()
-        self._restored, self._pending = Observations.empty(), []
+        self._restored, self._packed = Observations.empty(), []
         return restored, local
 
     def take_pending(self) -> Observations:
@@ -128,8 +143,8 @@ class ScoreState:
         return restored.join(local)
 
     # ------------------------------------------------------------------ updates
-    def apply(self, index: Tensor, values: Tensor, alpha: float, epoch: int) -> None:
-        """Polyak update ``s <- alpha s + (1 - alpha) v`` for the samples in ``index`` (first visit: ``s <- v``).
+    def visit(self, index: Tensor, values: Tensor, epoch: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Count one visit of each observed sample; return ``(idx, values, first_visit)`` for its score update.
 
         ``index`` may hold the same sample twice (DDP padding repeats a few samples); only its first
         occurrence counts, so a padded sample never enters the scores twice. Index -1 is skipped.
@@ -137,20 +152,22 @@ class ScoreState:
         valid = index >= 0  # -1 marks padding and non-finite observations
         if not bool(valid.all()):
             index, values = index[valid], values[valid]
-        if index.numel() == 0:
-            return
         idx = index.to(torch.int64)
-        if idx.max() >= self.num_samples:
+        if idx.numel() and idx.max() >= self.num_samples:
             raise IndexError(
                 f"observed sample index out of range [0, {self.num_samples}): the dataset changed size during "
                 "training; pruning needs a fixed-length map-style dataset."
             )
         idx, values = _first_occurrence(idx, values.to(torch.float32), self.num_samples)
-        old = self.score[idx]
         fresh = self.seen[idx] == 0
-        self.score[idx] = torch.where(fresh, values, alpha * old + (1.0 - alpha) * values)
         self.seen[idx] += 1
         self.last_epoch[idx] = epoch
+        return idx, values, fresh
+
+    def apply(self, index: Tensor, values: Tensor, alpha: float, epoch: int) -> None:
+        """Polyak update ``s <- alpha s + (1 - alpha) v`` for the samples in ``index`` (first visit: ``s <- v``)."""
+        idx, values, fresh = self.visit(index, values, epoch)
+        self.score[idx] = torch.where(fresh, values, alpha * self.score[idx] + (1.0 - alpha) * values)
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self, all_ranks_pending: Observations | None = None) -> dict:
@@ -166,6 +183,7 @@ class ScoreState:
             "score": self.score.clone(),
             "seen": self.seen.clone(),
             "last_epoch": self.last_epoch.clone(),
+            "aux": None if self.aux is None else self.aux.clone(),
             "pending": pending.pack() if len(pending) else None,
             "nonfinite_count": self.nonfinite_count,
         }
@@ -180,13 +198,18 @@ class ScoreState:
         self.score.copy_(state["score"])
         self.seen.copy_(state["seen"])
         self.last_epoch.copy_(state["last_epoch"])
+        if self.aux is not None:
+            if state.get("aux") is None:
+                raise ValueError("the checkpoint's pruning state has no auxiliary scores: another method saved it")
+            self.aux.copy_(state["aux"])
         pending = state.get("pending")
         self._restored = Observations.unpack(pending.clone()) if pending is not None else Observations.empty()
-        self._pending = []
-        self._nonfinite, self._nonfinite_total = [], int(state.get("nonfinite_count", 0))
+        self._raw, self._packed = [], []
+        self._nonfinite_total = int(state.get("nonfinite_count", 0))
 
     def nbytes(self) -> int:
-        return sum(t.element_size() * t.numel() for t in (self.score, self.seen, self.last_epoch))
+        tensors = (self.score, self.seen, self.last_epoch) + (() if self.aux is None else (self.aux,))
+        return sum(t.element_size() * t.numel() for t in tensors)
 
 
 def _first_occurrence(idx: Tensor, values: Tensor, size: int) -> tuple[Tensor, Tensor]:

@@ -41,19 +41,48 @@ def find_head(module: nn.Module, name: str | None = None) -> nn.Linear:
 
 def batch_reference(h: Tensor, delta: Tensor, weights: Tensor, bias: bool = True) -> tuple[Tensor, Tensor | None]:
     """Head gradient of the weighted batch loss ``sum_k w_k l_k / B``: ``(G, gb)`` with G of shape C x d."""
-    wd = delta * weights.reshape((-1,) + (1,) * (delta.dim() - 1))
     b = delta.shape[0]
-    grad_w = torch.einsum("...c,...d->cd", wd, h) / b
-    grad_b = wd.reshape(-1, wd.shape[-1]).sum(0) / b if bias else None
+    wd = (delta * (weights / b).reshape((-1,) + (1,) * (delta.dim() - 1))).reshape(-1, delta.shape[-1])
+    grad_w = wd.T @ h.reshape(-1, h.shape[-1])  # one (C x BT) @ (BT x d) product
+    grad_b = wd.sum(0) if bias else None
     return grad_w, grad_b
 
 
 def taylor_terms(h: Tensor, delta: Tensor, grad_w: Tensor, grad_b: Tensor | None) -> Tensor:
     """``<g_k, gbar>`` for every sample k: ``sum_t delta_kt^T G h_kt + delta_kt . gb`` (shape B)."""
-    per_pos = ((delta @ grad_w) * h).sum(-1)
+    projected = h @ grad_w.T  # G h_kt, shape (..., C): never a (..., d) temporary
     if grad_b is not None:
-        per_pos = per_pos + delta @ grad_b
+        projected = projected + grad_b
+    per_pos = (projected * delta).sum(-1)
     return per_pos.reshape(per_pos.shape[0], -1).sum(1)
+
+
+HEAD_STATISTICS = ("taylor", "el2n", "grand", "correct")
+
+
+def head_statistic(h: Tensor, delta: Tensor, kind: str) -> Tensor:
+    """Per-sample statistics of the head for the static peer methods (classification heads, B x C).
+
+    ``el2n``: ``|delta_k|``, the EL2N score (``|softmax - onehot|`` for cross-entropy). ``grand``: the norm
+    of the head's per-sample gradient, ``|delta_k| sqrt(|h_k|^2 + 1)`` (weight and bias). ``correct``: 1 if
+    the prediction is right, read from a softmax cross-entropy ``delta = p - onehot(y)``, whose only
+    negative entry is the label's.
+    """
+    if delta.dim() != 2:
+        raise ValueError(
+            f"head statistic {kind!r} needs a classification head with (batch, classes) outputs, got shape "
+            f"{tuple(delta.shape)}; use TED or a loss-based method for sequence outputs."
+        )
+    if kind == "el2n":
+        return delta.norm(dim=1)
+    if kind == "grand":
+        return delta.norm(dim=1) * (h.pow(2).sum(1) + 1.0).sqrt()
+    if kind == "correct":
+        label = delta.argmin(dim=1, keepdim=True)
+        p_label = 1.0 + delta.gather(1, label).squeeze(1)
+        p_other = delta.scatter(1, label, float("-inf")).max(dim=1).values
+        return (p_label > p_other).float()
+    raise ValueError(f"unknown head statistic {kind!r}; choose one of {HEAD_STATISTICS}")
 
 
 class HeadCapture:
@@ -101,5 +130,5 @@ class HeadCapture:
             )
         scale = loss_grad.float().reshape((-1,) + (1,) * (grad_z.dim() - 1))
         # a zero loss gradient (weight 0 or an exactly flat loss) carries no information: delta 0
-        delta = torch.where(scale != 0, grad_z / torch.where(scale != 0, scale, 1.0), 0.0)
+        delta = grad_z / scale.masked_fill(scale == 0, float("inf"))
         return self.h.float(), delta

@@ -21,7 +21,8 @@ class FirstBatches(Callback):
         self.rows: list[Observations] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.rows.append(Observations.unpack(trainer.datamodule.state._pending[-1].cpu().clone()))
+        index, losses, terms = trainer.datamodule.state._raw[-1]
+        self.rows.append(Observations(index.clone(), torch.stack([losses.float(), terms.float()], dim=1)))
 
 
 def _first_steps(train, batches: int, **trainer_kwargs) -> list[Observations]:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from lightning_ted.methods.bandit import UCB, EpsilonGreedy
 from lightning_ted.methods.base import PruningMethod
+from lightning_ted.methods.ccs import CCS
 from lightning_ted.methods.full import FullData
+from lightning_ted.methods.infobatch import InfoBatch
+from lightning_ted.methods.random_subset import RandomSubset
+from lightning_ted.methods.static import CAT, EL2N, Forgetting, GraNd, StaticScore
 from lightning_ted.methods.ted import TED
 
-METHODS: dict[str, type[PruningMethod]] = {"full": FullData, "ted": TED}
+METHODS: dict[str, type[PruningMethod]] = {
+    cls.name: cls
+    for cls in (FullData, RandomSubset, InfoBatch, UCB, EpsilonGreedy, EL2N, GraNd, Forgetting, CCS, CAT, TED)
+}
 
 
 def build_method(method: str | PruningMethod) -> PruningMethod:
@@ -19,4 +27,20 @@ def build_method(method: str | PruningMethod) -> PruningMethod:
         raise ValueError(f"unknown pruning method {method!r}; choose one of {sorted(METHODS)}") from None
 
 
-__all__ = ["METHODS", "TED", "FullData", "PruningMethod", "build_method"]
+__all__ = [
+    "CAT",
+    "CCS",
+    "EL2N",
+    "METHODS",
+    "TED",
+    "UCB",
+    "EpsilonGreedy",
+    "Forgetting",
+    "FullData",
+    "GraNd",
+    "InfoBatch",
+    "PruningMethod",
+    "RandomSubset",
+    "StaticScore",
+    "build_method",
+]

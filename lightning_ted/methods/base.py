@@ -20,7 +20,13 @@ class PruningMethod(ABC):
     """
 
     name: str = "base"
-    requires_taylor: bool = False
+    #: per-sample value the callback reads from the head besides the loss: ``None``, ``"taylor"``
+    #: (TED's term), ``"el2n"`` (|dl/dz|), ``"grand"`` (head gradient norm) or ``"correct"`` (0/1).
+    head_statistic: str | None = None
+    #: whether the state needs a second float32 per sample (``state.aux``).
+    uses_aux: bool = False
+    #: whether ``expected_kept`` is exact (False when the kept count depends on the scores).
+    exact_kept_count: bool = True
     #: Polyak/EMA factor of the score update: ``s <- alpha s + (1 - alpha) v``.
     alpha: float = 0.0
 

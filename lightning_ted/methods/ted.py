@@ -30,7 +30,7 @@ class TED(PruningMethod):
     """
 
     name = "ted"
-    requires_taylor = True
+    head_statistic = "taylor"
 
     def __init__(self, alpha: float = 0.5, q: float = 0.5, reference: str = "batch", ema_decay: float = 0.9) -> None:
         if not 0.0 <= alpha < 1.0:

@@ -1,0 +1,35 @@
+"""``infobatch``: prune a share of the well-learned (below-mean loss) samples and rescale the rest."""
+
+from __future__ import annotations
+
+import torch
+
+from lightning_ted.methods.base import PruningMethod
+from lightning_ted.selection import Selection
+from lightning_ted.state import ScoreState
+
+
+class InfoBatch(PruningMethod):
+    """InfoBatch (Qin et al., ICLR 2024, "InfoBatch: Lossless Training Speed Up by Unbiased Dynamic Data Pruning").
+
+    Rule: score = the sample's last loss; samples below the mean score are candidates, each dropped with
+    probability ``r`` (the schedule's ratio) and, if kept, weighted ``1 / (1 - r)``. Full data in the
+    last epochs comes from the schedule's anneal (InfoBatch's ``delta = 1 - anneal``). Since ``r`` is a
+    share of the candidates only, the saved fraction is below ``r``: report the achieved fraction.
+    """
+
+    name = "infobatch"
+    exact_kept_count = False
+
+    def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
+        n, score = state.num_samples, state.score
+        scored = torch.isfinite(score)
+        n_scored = int(torch.count_nonzero(scored))
+        if prune_ratio <= 0 or n_scored == 0:
+            return Selection(torch.arange(n), n, 1.0, n, prune_ratio)
+        mean = torch.where(scored, score, 0.0).sum(dtype=torch.float64) / n_scored
+        candidate = score < mean  # +inf (unscored) is never below the mean
+        dropped = torch.rand(n, generator=generator) < prune_ratio
+        plain = torch.nonzero(~candidate).squeeze(1)
+        kept_cand = torch.nonzero(candidate & ~dropped).squeeze(1)
+        return Selection(torch.cat([plain, kept_cand]), plain.numel(), 1.0 / (1.0 - prune_ratio), n, prune_ratio)

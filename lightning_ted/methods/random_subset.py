@@ -1,0 +1,28 @@
+"""``random``: RS2, a fresh uniform subset each epoch, without replacement across epochs."""
+
+from __future__ import annotations
+
+import torch
+
+from lightning_ted.methods.base import PruningMethod
+from lightning_ted.selection import Selection, lowest_k_mask
+from lightning_ted.state import ScoreState
+
+
+class RandomSubset(PruningMethod):
+    """RS2 (Okanovic et al. 2023, "Repeated Random Sampling for Minimizing the Time-to-Accuracy of Learning").
+
+    Rule: each epoch keeps ``N - round(pN)`` samples drawn uniformly, weight 1, without replacement across
+    epochs: the least-visited samples go first, so every sample is trained once before any is trained twice.
+    """
+
+    name = "random"
+
+    def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
+        n = state.num_samples
+        n_drop = int(round(prune_ratio * n))
+        if n_drop == 0:
+            return Selection(torch.arange(n), n, 1.0, n, prune_ratio)
+        keys = state.seen.float().add_(torch.rand(n, generator=generator))  # visits, ties broken at random
+        kept = torch.nonzero(lowest_k_mask(keys, n - n_drop)).squeeze(1)
+        return Selection(kept, kept.numel(), 1.0, n, prune_ratio)

@@ -1,0 +1,143 @@
+"""Static scores: measured in the first epochs on all data, then frozen; later epochs prune the easiest.
+
+``el2n`` and ``grand`` (Paul et al. 2021), ``forgetting`` (Toneva et al. 2019) and ``cat`` (variability of
+the loss across early checkpoints) differ only in what one visit measures and how visits combine.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lightning_ted.methods.base import PruningMethod
+from lightning_ted.selection import Selection, epoch_generator, lowest_k_mask
+from lightning_ted.state import Observations, ScoreState
+
+_TIE_STREAM = 5  # generator stream of the fixed tie-breaking keys
+
+
+class StaticScore(PruningMethod):
+    """Score every sample during the first ``score_epochs`` epochs (all data kept), then keep the
+    ``N - round(pN)`` highest-scoring samples with weight 1; ties are broken by a fixed random key."""
+
+    def __init__(self, score_epochs: int = 1) -> None:
+        if score_epochs < 1:
+            raise ValueError(f"score_epochs must be >= 1, got {score_epochs!r}")
+        self.score_epochs = int(score_epochs)
+
+    def scoring(self, state: ScoreState) -> bool:
+        """Whether the scoring epochs are still running (the last update came from one of them)."""
+        return int(state.last_epoch.max()) < self.score_epochs - 1
+
+    def expected_kept(self, num_samples: int, prune_ratio: float, epoch: int) -> int:
+        if epoch < self.score_epochs:
+            return num_samples
+        return num_samples - int(round(prune_ratio * num_samples))
+
+    def update(self, state: ScoreState, obs: Observations, epoch: int) -> None:
+        if epoch < self.score_epochs:  # frozen afterwards
+            self.accumulate(state, obs, epoch)
+
+    def accumulate(self, state: ScoreState, obs: Observations, epoch: int) -> None:
+        """Default: the mean of the per-visit values over the scoring epochs."""
+        idx, value, fresh = state.visit(obs.index, self.observation_value(obs), epoch)
+        seen = state.seen[idx].float()
+        state.score[idx] = torch.where(fresh, value, state.score[idx] + (value - state.score[idx]) / seen)
+
+    def importance(self, state: ScoreState) -> Tensor:
+        """Higher = more worth keeping (default: the score)."""
+        return state.score
+
+    def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
+        n = state.num_samples
+        n_drop = int(round(prune_ratio * n))
+        if n_drop == 0 or self.scoring(state):
+            return Selection(torch.arange(n), n, 1.0, n, prune_ratio)
+        keys = self.importance(state).double() + 1e-9 * torch.rand(n, generator=epoch_generator(0, 0, _TIE_STREAM))
+        kept = torch.nonzero(~lowest_k_mask(keys, n_drop)).squeeze(1)
+        return Selection(kept, kept.numel(), 1.0, n, prune_ratio)
+
+
+class EL2N(StaticScore):
+    """EL2N (Paul, Ganguli and Dziugaite, NeurIPS 2021, "Deep Learning on a Data Diet").
+
+    Rule: score = mean over the early epochs of ``|softmax(z) - onehot(y)|_2`` (the head's ``dl/dz``);
+    afterwards keep the highest-scoring samples (weight 1): the easy, low-error ones are pruned.
+    """
+
+    name = "el2n"
+    head_statistic = "el2n"
+
+    def observation_value(self, obs: Observations) -> Tensor:
+        return obs.term
+
+
+class GraNd(StaticScore):
+    """GraNd (Paul, Ganguli and Dziugaite, NeurIPS 2021, "Deep Learning on a Data Diet").
+
+    Rule: score = mean over the early epochs of the per-sample gradient norm, here of the output
+    head (weight and bias); afterwards keep the highest-scoring samples (weight 1).
+    """
+
+    name = "grand"
+    head_statistic = "grand"
+
+    def observation_value(self, obs: Observations) -> Tensor:
+        return obs.term
+
+
+class Forgetting(StaticScore):
+    """Forgetting events (Toneva et al., ICLR 2019, "An Empirical Study of Example Forgetting during DNN Learning").
+
+    Rule: count, over the scoring epochs, the visits at which a sample went from correctly to wrongly
+    classified; never-learned samples count as most forgotten. Keep the most-forgotten (weight 1): the
+    unforgettable ones are pruned. ``state.aux`` holds last correctness + 2 * ever correct.
+    """
+
+    name = "forgetting"
+    head_statistic = "correct"
+    uses_aux = True
+
+    def __init__(self, score_epochs: int = 2) -> None:
+        super().__init__(score_epochs)
+
+    def accumulate(self, state: ScoreState, obs: Observations, epoch: int) -> None:
+        idx, correct, fresh = state.visit(obs.index, obs.term, epoch)
+        prev = state.aux[idx]
+        was_correct = torch.remainder(prev, 2.0)
+        forgot = ((was_correct == 1) & (correct == 0) & ~fresh).float()
+        state.score[idx] = torch.where(fresh, 0.0, state.score[idx]) + forgot
+        ever = torch.where(fresh, correct, torch.maximum((prev >= 2).float(), correct))
+        state.aux[idx] = correct + 2.0 * ever
+
+    def importance(self, state: ScoreState) -> Tensor:
+        never_learned = state.aux < 2
+        return state.score + never_learned.float() * (self.score_epochs + 1)
+
+
+class CAT(StaticScore):
+    """CAT, Checkpoints Across Time (arXiv 2405.19462).
+
+    Rule: score = standard deviation of each sample's loss across the scoring epochs (one loss per
+    epoch, the model's state at that visit acting as the checkpoint); keep the most variable samples
+    (weight 1): those whose loss stays flat, learned or not, are pruned. Running mean in ``state.aux``,
+    sum of squared deviations (Welford) in ``state.score``.
+    """
+
+    name = "cat"
+    uses_aux = True
+
+    def __init__(self, score_epochs: int = 3) -> None:
+        if score_epochs < 2:
+            raise ValueError(f"cat needs at least 2 scoring epochs to measure variability, got {score_epochs!r}")
+        super().__init__(score_epochs)
+
+    def accumulate(self, state: ScoreState, obs: Observations, epoch: int) -> None:
+        idx, loss, fresh = state.visit(obs.index, obs.loss, epoch)
+        mean = torch.where(fresh, loss, state.aux[idx])
+        new_mean = mean + (loss - mean) / state.seen[idx].float()
+        m2 = torch.where(fresh, 0.0, state.score[idx]) + (loss - mean) * (loss - new_mean)
+        state.aux[idx], state.score[idx] = new_mean, m2
+
+    def importance(self, state: ScoreState) -> Tensor:
+        return (state.score / state.seen.clamp_min(1).float()).sqrt()
