@@ -49,3 +49,35 @@ def load_image_classification(
     mean, std = _STATS[name]
     x = (images.unsqueeze(1).float() / 255.0 - mean) / std
     return TensorDataset(x, labels.long())
+
+
+def load_sst2(
+    root: str | Path | None = None, split: str = "train", vocab: dict[str, int] | None = None, max_len: int = 56
+) -> tuple[TensorDataset, dict[str, int]]:
+    """SST-2 sentences (``stsa.binary.{split}``) as ``(token ids, label)`` with a whitespace vocabulary.
+
+    The vocabulary is built from the split when ``vocab`` is None (pass the train vocabulary to encode
+    dev/test); id 0 pads, id 1 is unknown. Sentences are cut or padded to ``max_len`` tokens.
+    """
+    import torch
+
+    if split not in ("train", "dev", "test"):
+        raise ValueError(f"unknown SST-2 split {split!r}; choose train, dev or test")
+    root = Path(root) if root is not None else default_data_root()
+    path = root / "SST-2" / f"stsa.binary.{split}"
+    if not path.exists():
+        raise FileNotFoundError(f"SST-2 not found at {path}; pass root= pointing at shared/data")
+    labels, sentences = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            label, text = line.split(" ", 1)
+            labels.append(int(label))
+            sentences.append(text.lower().split())
+    if vocab is None:
+        words = sorted({w for s in sentences for w in s})
+        vocab = {w: i + 2 for i, w in enumerate(words)}
+    ids = torch.zeros((len(sentences), max_len), dtype=torch.int64)
+    for row, words in enumerate(sentences):  # one-off decoding at load time, not a training path
+        tokens = [vocab.get(w, 1) for w in words[:max_len]]
+        ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.int64)
+    return TensorDataset(ids, torch.tensor(labels, dtype=torch.int64)), vocab
