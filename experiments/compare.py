@@ -26,7 +26,7 @@ import statistics
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
@@ -36,7 +36,14 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback, build_method, pruned_loss
+from lightning_ted import (
+    METHODS,
+    DynamicPruningDataModule,
+    RollerCoasterSchedule,
+    TEDPruningCallback,
+    build_method,
+    pruned_loss,
+)
 from lightning_ted.datasets import load_image_classification, load_sst2
 from lightning_ted.demo import SmallCNN
 
@@ -151,6 +158,21 @@ def accuracy(net: nn.Module, data: TensorDataset, batch: int = 1000) -> float:
     return 100.0 * correct / len(y)
 
 
+def parse_method(spec: str):
+    """``"ted"`` or a variant such as ``"ted:score=cross,q=1"`` (constructor keywords after the colon)."""
+    name, _, options = spec.partition(":")
+    if not options:
+        return build_method(name)
+    kwargs = {}
+    for item in options.split(","):
+        key, _, value = item.partition("=")
+        try:
+            kwargs[key] = float(value) if "." in value or value.isdigit() else value
+        except ValueError:
+            kwargs[key] = value
+    return METHODS[name](**kwargs)
+
+
 class PrunedNoise(Callback):
     """Counts pruned sample-passes and how many of them carry a flipped label."""
 
@@ -186,7 +208,6 @@ class Settings:
     n_test: int
     threads: int
     root: str | None = None
-    method_kwargs: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -217,9 +238,7 @@ def run_job(job: Job, settings: Settings) -> Outcome:
     net = build_net(task)
     text = task.name == "sst2"
     model = TaskModule(net, lr=2e-3 if text else 0.05, epochs=settings.epochs, adam=text)
-    method = build_method(job.method)
-    for key, value in settings.method_kwargs.get(job.method, {}).items():
-        setattr(method, key, value)
+    method = parse_method(job.method)
     dm = DynamicPruningDataModule(
         task.train,
         method=method,
@@ -376,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.seeds, args.epochs, args.ratios = args.seeds[:1], 3, [0.5]
         args.train_size, args.val_size, args.test_size = args.train_size or 1000, 200, 500
-    unknown = [m for m in args.methods if m not in ALL_METHODS]
+    unknown = [m for m in args.methods if m.partition(":")[0] not in ALL_METHODS]
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {ALL_METHODS}")
     threads = max(1, torch.get_num_threads() // max(1, args.workers))

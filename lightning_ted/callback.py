@@ -17,7 +17,14 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lightning_ted.datamodule import DynamicPruningDataModule
-from lightning_ted.taylor import HeadCapture, batch_reference, find_head, head_statistic, taylor_terms
+from lightning_ted.taylor import (
+    HeadCapture,
+    batch_reference,
+    find_head,
+    head_statistic,
+    self_terms,
+    taylor_terms,
+)
 
 PER_SAMPLE_KEY = "per_sample_loss"
 _QUANTILE_SAMPLE = 1 << 20  # score quantiles are read from a strided sample of at most this many scores
@@ -113,7 +120,11 @@ class TEDPruningCallback(Callback):
                 self._ema_ref = (d * old_w + (1 - d) * grad_w, new_b)
             grad_w, grad_b = self._ema_ref
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else 1.0
-        return float(lr) * taylor_terms(h, delta, grad_w, grad_b)
+        terms = taylor_terms(h, delta, grad_w, grad_b)
+        if method.score == "cross":  # leave out the sample's own share of the reference it was scored against
+            share = 1.0 if method.reference == "batch" else 1.0 - method.ema_decay
+            terms = terms - share * self_terms(h, delta, weights, bias=self.capture.head.bias is not None)
+        return float(lr) * terms
 
     # ------------------------------------------------------------------ per epoch
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

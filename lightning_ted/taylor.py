@@ -57,6 +57,23 @@ def taylor_terms(h: Tensor, delta: Tensor, grad_w: Tensor, grad_b: Tensor | None
     return per_pos.reshape(per_pos.shape[0], -1).sum(1)
 
 
+def self_terms(h: Tensor, delta: Tensor, weights: Tensor, bias: bool = True) -> Tensor:
+    """Each sample's own share of the batch term: ``w_k |g_k|^2 / B`` (shape B).
+
+    Subtracting it from ``taylor_terms`` leaves the cross term ``<g_k, gbar_{-k}>``: how much the rest of
+    the batch pulls the same way as sample k, without k's own pull. For a sequence head
+    ``|g_k|^2 = sum_{t,s} (delta_t . delta_s)(h_t . h_s + 1)``, from two T x T Gram matrices per sample.
+    """
+    b = delta.shape[0]
+    if delta.dim() == 2:
+        sq = delta.pow(2).sum(1) * (h.pow(2).sum(1) + (1.0 if bias else 0.0))
+    else:
+        dd = torch.einsum("btc,bsc->bts", delta.reshape(b, -1, delta.shape[-1]), delta.reshape(b, -1, delta.shape[-1]))
+        hh = torch.einsum("btd,bsd->bts", h.reshape(b, -1, h.shape[-1]), h.reshape(b, -1, h.shape[-1]))
+        sq = (dd * (hh + (1.0 if bias else 0.0))).sum((1, 2))
+    return weights * sq / b
+
+
 HEAD_STATISTICS = ("taylor", "el2n", "grand", "correct")
 
 

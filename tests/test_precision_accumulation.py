@@ -25,9 +25,9 @@ class FirstBatches(Callback):
         self.rows.append(Observations(index.clone(), torch.stack([losses.float(), terms.float()], dim=1)))
 
 
-def _first_steps(train, batches: int, **trainer_kwargs) -> list[Observations]:
+def _first_steps(train, batches: int, method=None, **trainer_kwargs) -> list[Observations]:
     L.seed_everything(0, verbose=False)
-    dm = DynamicPruningDataModule(train, method=TED(), schedule=RollerCoasterSchedule(), batch_size=64)
+    dm = DynamicPruningDataModule(train, method=method or TED(), schedule=RollerCoasterSchedule(), batch_size=64)
     probe = FirstBatches()
     trainer = make_trainer(1, callbacks=[TEDPruningCallback(), probe], limit_train_batches=batches, **trainer_kwargs)
     trainer.fit(ImageClassifier(one_cycle=False), datamodule=dm)
@@ -77,3 +77,14 @@ def test_gradient_accumulation_gives_per_sample_terms(train):
     # from the plain run, whose parameters moved after batch one
     assert torch.equal(accumulated[1].index, plain[1].index)
     assert not torch.allclose(accumulated[1].term, plain[1].term)
+
+
+def test_cross_score_removes_a_positive_self_term_per_sample(train):
+    """TED(score="cross") differs from the full term by lr * w_k |g_k|^2 / B > 0 for every sample."""
+    full = _first_steps(train, 1)[0]
+    cross = _first_steps(train, 1, method=TED(score="cross"))[0]
+    assert torch.equal(full.index, cross.index) and torch.equal(full.loss, cross.loss)
+    gap = full.term - cross.term
+    assert (gap > 0).all()
+    # the self share is a sizeable part of the term at the first step (the batch is small), not noise
+    assert gap.abs().mean() > 0.01 * full.term.abs().mean()

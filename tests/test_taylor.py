@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from lightning_ted.taylor import HeadCapture, batch_reference, find_head, taylor_terms
+from lightning_ted.taylor import HeadCapture, batch_reference, find_head, self_terms, taylor_terms
 
 IGNORE = -100
 
@@ -289,3 +289,26 @@ def test_find_head_without_linear():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
     with pytest.raises(ValueError, match="no nn.Linear"):
         find_head(model)
+
+
+@pytest.mark.parametrize("sequence", [False, True])
+def test_self_terms_leave_the_cross_term(sequence):
+    """``taylor_terms - self_terms`` equals ``<g_k, gbar_{-k}>`` with k's own gradient left out of gbar."""
+    b, t, d, c = 6, 4, 5, 3
+    head = _double_head(d, c)
+    g = torch.Generator().manual_seed(3)
+    shape = (b, t, d) if sequence else (b, d)
+    h = torch.randn(*shape, generator=g, dtype=torch.float64)
+    y = torch.randint(0, c, shape[:-1], generator=g)
+    w = torch.rand(b, generator=g, dtype=torch.float64) + 0.5
+    loss_fn = seq_loss if sequence else flat_loss
+    delta = autograd_delta(head, h, y, loss_fn)
+    cross = taylor_terms(h, delta, *batch_reference(h, delta, w)) - self_terms(h, delta, w)
+
+    params = {n: p.detach() for n, p in head.named_parameters()}
+    per_sample = vmap(grad(lambda p, hk, yk: loss_fn(functional_call(head, p, (hk,)), yk)), in_dims=(None, 0, 0))(
+        params, h, y
+    )
+    gk = torch.cat([per_sample[n].reshape(b, -1) for n in sorted(per_sample)], dim=1)
+    expected = torch.stack([gk[k] @ ((w[:, None] * gk).sum(0) - w[k] * gk[k]) / b for k in range(b)])
+    torch.testing.assert_close(cross, expected, rtol=1e-9, atol=1e-12)

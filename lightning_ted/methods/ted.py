@@ -16,6 +16,7 @@ from lightning_ted.selection import Selection, random_drop_selection
 from lightning_ted.state import Observations, ScoreState
 
 REFERENCES = ("batch", "ema")
+SCORES = ("igd", "cross")
 
 
 class TED(PruningMethod):
@@ -27,12 +28,18 @@ class TED(PruningMethod):
         reference: reference gradient ``gbar``: ``"batch"`` (weighted batch mean, Gram form) or
             ``"ema"`` (EMA of batch-mean head gradients; ``ema_decay`` sets its memory).
         ema_decay: decay of the EMA reference.
+        score: ``"igd"``, the full term ``<g_k, gbar>``, or ``"cross"``, ``<g_k, gbar_{-k}>`` without the
+            sample's own share of the reference (its self term ``w_k |g_k|^2 / B``). The cross term is
+            negative for samples the rest of the data pulls against, such as mislabelled ones, so those
+            become candidates; the full term ranks them high because of their large self term.
     """
 
     name = "ted"
     head_statistic = "taylor"
 
-    def __init__(self, alpha: float = 0.5, q: float = 0.5, reference: str = "batch", ema_decay: float = 0.9) -> None:
+    def __init__(
+        self, alpha: float = 0.5, q: float = 0.5, reference: str = "batch", ema_decay: float = 0.9, score: str = "igd"
+    ) -> None:
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {alpha!r}")
         if not 0.0 < q <= 1.0:
@@ -41,6 +48,9 @@ class TED(PruningMethod):
             raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        self.score = score
         self.alpha = float(alpha)
         self.q = float(q)
         self.reference = reference
