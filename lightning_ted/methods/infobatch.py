@@ -22,6 +22,10 @@ class InfoBatch(PruningMethod):
     exact_kept_count = False
 
     def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
+        if not 0.0 <= prune_ratio < 1.0:
+            raise ValueError(
+                f"InfoBatch's prune ratio r must be in [0, 1) (kept samples weigh 1/(1-r)), got {prune_ratio!r}"
+            )
         n, score = state.num_samples, state.score
         scored = torch.isfinite(score)
         n_scored = int(torch.count_nonzero(scored))

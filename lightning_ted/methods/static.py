@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from lightning_ted.methods.base import PruningMethod
-from lightning_ted.selection import Selection, epoch_generator, lowest_k_mask
+from lightning_ted.selection import Selection, epoch_generator, kth_smallest
 from lightning_ted.state import Observations, ScoreState
 
 _TIE_STREAM = 5  # generator stream of the fixed tie-breaking keys
@@ -53,8 +53,16 @@ class StaticScore(PruningMethod):
         n_drop = int(round(prune_ratio * n))
         if n_drop == 0 or self.scoring(state):
             return Selection(torch.arange(n), n, 1.0, n, prune_ratio)
-        keys = self.importance(state).double() + 1e-9 * torch.rand(n, generator=epoch_generator(0, 0, _TIE_STREAM))
-        kept = torch.nonzero(~lowest_k_mask(keys, n_drop)).squeeze(1)
+        # drop everything below the n_drop-th importance, then the missing ones among its ties at random
+        # with a fixed stream (ties are common for forgetting counts; the subset must not change by epoch)
+        importance = self.importance(state)
+        threshold = kth_smallest(importance, n_drop)
+        dropped = importance < threshold
+        ties = torch.nonzero(importance == threshold).squeeze(1)
+        need = n_drop - int(torch.count_nonzero(dropped))
+        order = torch.randperm(ties.numel(), generator=epoch_generator(0, 0, _TIE_STREAM))
+        dropped[ties[order[:need]]] = True
+        kept = torch.nonzero(dropped.logical_not_()).squeeze(1)
         return Selection(kept, kept.numel(), 1.0, n, prune_ratio)
 
 
