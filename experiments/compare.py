@@ -7,10 +7,11 @@
 For each task, every method trains the same model from the same initialisation on the same seeds at
 target ratios 0.3 / 0.5 / 0.7 under one roller-coaster schedule (so all methods get the same per-epoch
 target; InfoBatch's ratio is the share of its candidates it drops, so it saves less). Writes
-``experiments/results/<task>.md`` and ``.csv``: achieved fraction of sample-passes saved, test (and
-validation) accuracy mean and standard deviation, wall time, and speedup against ``full`` on the same
-seed in the same run. On ``noisy_mnist`` (20% of training labels flipped with a fixed seed) it also
-reports the share of flipped labels among the sample-passes each method pruned.
+``experiments/results/<task>.md`` and ``.csv`` (achieved fraction of sample-passes saved, test and
+validation accuracy mean and standard deviation, wall time, and speedup against ``full`` on the same
+seed in the same run) and ``<task>_accuracy_vs_saved.png``. On ``noisy_mnist`` (20% of training labels
+flipped with a fixed seed) it also reports the share of flipped labels among the sample-passes each
+method pruned.
 
 Hyper-parameters were not tuned on the test split; the validation split (carved from train) is what
 ``experiments/results/ablation_*.md`` reads.
@@ -45,7 +46,8 @@ from lightning_ted import (
     pruned_loss,
 )
 from lightning_ted.datasets import load_image_classification, load_sst2
-from lightning_ted.demo import SmallCNN
+from lightning_ted.models import SmallCNN, TextCNN
+from lightning_ted.plots import plot_accuracy_vs_saved
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL_METHODS = [
@@ -62,6 +64,7 @@ ALL_METHODS = [
     "ted",
 ]
 NOISE_RATE, NOISE_SEED = 0.2, 1234
+DEFAULT_BETA = 0.1  # roller-coaster beta: s = 0.5 then saves 35.7% of sample-passes over 8 epochs
 
 
 # ------------------------------------------------------------------------------------------ tasks
@@ -105,22 +108,6 @@ def load_task(name: str, n_train: int, n_val: int, n_test: int, root: str | None
         test = TensorDataset(*(t[:n_test] for t in test.tensors))
         return TaskData(name, train, val, test, 2, vocab_size=len(vocab) + 2)
     raise ValueError(f"unknown task {name!r}; choose from mnist, noisy_mnist, fashion, sst2")
-
-
-class TextCNN(nn.Module):
-    """Embedding + 1-D convolutions of widths 3/4/5 + max-pool, trained from scratch; ``head`` is the head."""
-
-    def __init__(self, vocab_size: int, num_classes: int = 2, dim: int = 64, channels: int = 64) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
-        self.convs = nn.ModuleList(nn.Conv1d(dim, channels, k) for k in (3, 4, 5))
-        self.drop = nn.Dropout(0.5)
-        self.head = nn.Linear(3 * channels, num_classes)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        e = self.embed(ids).transpose(1, 2)
-        pooled = [F.relu(conv(e)).amax(dim=2) for conv in self.convs]
-        return self.head(self.drop(torch.cat(pooled, dim=1)))
 
 
 def build_net(task: TaskData) -> nn.Module:
@@ -368,6 +355,7 @@ def write(task: str, rows: list[dict], outcomes: list[Outcome], header: str, out
         writer = csv.DictWriter(fh, fieldnames=list(asdict(outcomes[0])))
         writer.writeheader()
         writer.writerows(asdict(o) for o in outcomes)
+    plot_accuracy_vs_saved(rows, out / f"{task}_accuracy_vs_saved.png", title=header.split(";")[0])
     return text
 
 
@@ -382,9 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument(
-        "--beta", type=float, default=0.1, help="roller-coaster beta; 0.1 saves 35.7%% at s=0.5 over 8 epochs"
-    )
+    parser.add_argument("--beta", type=float, default=DEFAULT_BETA, help="roller-coaster beta")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--train-size", type=int, default=None, help="training samples per task (default per task)")
     parser.add_argument("--val-size", type=int, default=1000)

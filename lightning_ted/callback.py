@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lightning_ted.datamodule import DynamicPruningDataModule
+from lightning_ted.epoch_metrics import define_epoch_charts, epoch_scalars, log_score_histogram
 from lightning_ted.taylor import (
     HeadCapture,
     batch_reference,
@@ -27,7 +28,6 @@ from lightning_ted.taylor import (
 )
 
 PER_SAMPLE_KEY = "per_sample_loss"
-_QUANTILE_SAMPLE = 1 << 20  # score quantiles are read from a strided sample of at most this many scores
 
 
 class TEDPruningCallback(Callback):
@@ -37,15 +37,26 @@ class TEDPruningCallback(Callback):
         head: name of the output ``nn.Linear`` in the ``LightningModule`` (e.g. ``"model.fc"``); by
             default the last ``nn.Linear`` the module registers.
         quantiles: score quantiles logged each epoch.
+        log_per_class: log the kept fraction of each class when the training set exposes its labels.
+        progress_bar: show the epoch's kept and total sample counts in the progress bar.
     """
 
-    def __init__(self, head: str | None = None, quantiles: Sequence[float] = (0.1, 0.5, 0.9)) -> None:
+    def __init__(
+        self,
+        head: str | None = None,
+        quantiles: Sequence[float] = (0.1, 0.5, 0.9),
+        log_per_class: bool = True,
+        progress_bar: bool = True,
+    ) -> None:
         self.head = head
+        self.log_per_class = log_per_class
+        self.progress_bar = progress_bar
         self.quantiles = tuple(float(q) for q in quantiles)
         self.capture: HeadCapture | None = None
         self.datamodule: DynamicPruningDataModule | None = None
         self._ema_ref: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self._trainer: L.Trainer | None = None
+        self._bar_epoch = -1  # epoch whose kept count the progress bar shows
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -60,6 +71,7 @@ class TEDPruningCallback(Callback):
             )
         self.datamodule = dm
         self._trainer = trainer
+        define_epoch_charts(trainer)
         if dm.method.head_statistic is not None and self.capture is None:
             self.capture = HeadCapture(find_head(pl_module, self.head))
 
@@ -74,6 +86,15 @@ class TEDPruningCallback(Callback):
     ) -> None:
         if self.capture is not None:
             self.capture.reset()
+        if self.progress_bar and self._bar_epoch != trainer.current_epoch:
+            # once per epoch: the progress bar keeps the last step value, so it shows kept / total all epoch
+            # once per epoch, display only (never logged): the trainer's progress-bar dict, which every
+            # progress bar renders, keeps its entries, and a string shows "1225/2000" rather than "1e+3"
+            self._bar_epoch = trainer.current_epoch
+            sel = self.datamodule.current_selection
+            bar = trainer.progress_bar_metrics
+            if isinstance(bar, dict):
+                bar["kept"] = f"{len(sel)}/{sel.num_samples}"
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -93,7 +114,10 @@ class TEDPruningCallback(Callback):
                 f"outputs[{PER_SAMPLE_KEY!r}] has shape {tuple(losses.shape)} but the batch holds "
                 f"{ctx.index.shape[0]} samples; return one loss per sample."
             )
-        terms = self._head_values(trainer, ctx) if self.capture is not None else None
+        terms = None
+        if self.capture is not None:
+            terms = self._head_values(trainer, ctx)
+            self.capture.reset()  # free the head activations now, not at the next step
         dm.state.observe(ctx.index, losses, terms)
         dm.batch_context = None
 
@@ -140,27 +164,20 @@ class TEDPruningCallback(Callback):
         dm = self.datamodule
         epoch = trainer.current_epoch
         dm.sync_and_update(epoch)
-        sel = dm.current_selection
-        metrics = {
-            "prune/target_ratio": sel.target_ratio,
-            "prune/actual_ratio": sel.actual_ratio,
-            "prune/kept_samples": float(len(sel)),
-            "prune/saved_fraction": dm.saved_fraction(epoch),
-            "prune/nonfinite_losses": float(dm.state.nonfinite_count),
-        }
-        metrics.update(self._score_quantiles(dm.state.score))
+        state = dm.state
+        metrics = epoch_scalars(
+            dm.current_selection,
+            state.num_samples,
+            dm.kept_history,
+            epoch,
+            state.score,
+            state.nonfinite_count,
+            self.quantiles,
+            dm.train_labels() if self.log_per_class else None,
+        )
         for name, value in metrics.items():
             pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
-
-    def _score_quantiles(self, score: torch.Tensor) -> dict[str, float]:
-        step = max(1, score.numel() // _QUANTILE_SAMPLE)
-        sample = score[::step]
-        sample = sample[torch.isfinite(sample)]
-        if sample.numel() == 0 or not self.quantiles:
-            return {}
-        values = torch.quantile(sample.double(), torch.tensor(self.quantiles, dtype=torch.float64))
-        pairs = zip(self.quantiles, values.tolist(), strict=True)
-        return {f"prune/score_q{int(round(q * 100)):02d}": v for q, v in pairs}
+        log_score_histogram(trainer, state.score, epoch)
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
+from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 
 from lightning_ted.methods import PruningMethod, build_method
@@ -215,6 +215,7 @@ class DynamicPruningDataModule(L.LightningDataModule):
         self._version = 0
         self._pending_load: dict | None = None
         self.cursor: EpochCursor | None = None  # progress through the current epoch's train loader
+        self._labels: Tensor | bool | None = None  # train_labels() cache; False = the dataset has none
 
     # ------------------------------------------------------------------ Lightning data hooks
     def prepare_data(self) -> None:
@@ -307,6 +308,22 @@ class DynamicPruningDataModule(L.LightningDataModule):
         """Fraction of sample-passes saved in epochs ``0..through_epoch`` compared with full data."""
         done = self.kept_history[: through_epoch + 1]
         return 1.0 - float(done.sum()) / (self.state.num_samples * (through_epoch + 1))
+
+    def train_labels(self) -> Tensor | None:
+        """Integer class label of every training sample, when the dataset exposes them, else ``None``.
+
+        Read from a ``targets`` attribute (torchvision datasets) or from the last tensor of a
+        ``TensorDataset``; used for the kept fraction per class. Cached after the first call.
+        """
+        if self._labels is None and self.train_dataset is not None:
+            ds = self.train_dataset
+            labels = getattr(ds, "targets", None)
+            if labels is None and isinstance(ds, TensorDataset):
+                labels = ds.tensors[-1]
+            labels = torch.as_tensor(labels) if labels is not None else None
+            ok = labels is not None and labels.dim() == 1 and labels.numel() == len(ds)
+            self._labels = labels.long() if ok and not labels.is_floating_point() else False
+        return self._labels if self._labels is not False else None
 
     def sync_and_update(self, epoch: int) -> None:
         """Gather this epoch's observations from all ranks (one collective) and fold them into the scores."""

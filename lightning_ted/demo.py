@@ -15,30 +15,14 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from lightning_ted.callback import TEDPruningCallback
 from lightning_ted.datamodule import DynamicPruningDataModule
 from lightning_ted.datasets import load_image_classification
 from lightning_ted.loss import pruned_loss
 from lightning_ted.methods import TED, FullData, PruningMethod
+from lightning_ted.models import SmallCNN
 from lightning_ted.schedules import RollerCoasterSchedule
-
-
-class SmallCNN(nn.Module):
-    """Two conv blocks and a two-layer classifier; ``fc2`` is the head TED reads."""
-
-    def __init__(self, num_classes: int = 10, width: int = 16) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, width, 3)
-        self.conv2 = nn.Conv2d(width, 2 * width, 3)
-        self.fc1 = nn.Linear(2 * width * 5 * 5, 64)
-        self.fc2 = nn.Linear(64, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
 class ImageClassifier(L.LightningModule):

@@ -32,8 +32,9 @@ def test_quick_grid_writes_a_row_per_method_with_sane_values(tmp_path):
             assert 0.0 <= saved < 0.5, (task, method, saved)
             assert float(row["speedup"]) > 0
         assert float(rows["full"]["saved"]) == 0.0
+        assert (tmp_path / f"{task}_accuracy_vs_saved.png").read_bytes()[:4] == b"\x89PNG"
         # every exact-count method saves what the shared schedule prescribes
-        schedule = RollerCoasterSchedule(ratio=0.5, beta=0.2)
+        schedule = RollerCoasterSchedule(ratio=0.5, beta=compare.DEFAULT_BETA)
         schedule.bind(3)
         expected = sum(schedule.prune_ratio(e) for e in range(3)) / 3
         assert float(rows["ted"]["saved"]) == pytest.approx(expected, abs=0.005)
