@@ -51,8 +51,8 @@ class TEDCLI(LightningCLI):
             trainer.callbacks.insert(0, TEDPruningCallback())
 
 
-def main(args: list[str] | None = None) -> TEDCLI:
-    """Entry point of the ``lightning-ted`` console script."""
+def run_cli(args: list[str] | None = None) -> TEDCLI:
+    """Run the CLI on ``args`` (default: ``sys.argv``) and return it, with its trainer, model and data."""
     return TEDCLI(
         L.LightningModule,
         L.LightningDataModule,
@@ -61,6 +61,11 @@ def main(args: list[str] | None = None) -> TEDCLI:
         save_config_kwargs={"overwrite": True},
         args=args,
     )
+
+
+def main() -> None:
+    """Entry point of the ``lightning-ted`` console script (returns nothing, so the exit status is 0)."""
+    run_cli()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ import yaml
 from conftest import requires_mnist
 
 from lightning_ted import TED, DynamicPruningDataModule, TEDPruningCallback
-from lightning_ted.cli import main
+from lightning_ted.cli import run_cli
 from lightning_ted.run_history import epoch_rows, read_csv_metrics
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
@@ -27,7 +28,7 @@ QUICK = [
 
 
 def _fit(config: Path, tmp_path: Path, *extra: str):
-    return main(["fit", f"--config={config}", *QUICK, f"--trainer.logger.init_args.save_dir={tmp_path}", *extra])
+    return run_cli(["fit", f"--config={config}", *QUICK, f"--trainer.logger.init_args.save_dir={tmp_path}", *extra])
 
 
 @requires_mnist
@@ -49,7 +50,7 @@ def test_every_shipped_config_fits_with_linked_epochs(name, tmp_path):
 def test_print_config_shows_the_pruning_choices(capsys):
     """--print_config resolves the YAML into the full config, method and schedule included."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", f"--config={CONFIGS / 'mnist.yaml'}", "--print_config"])
+        run_cli(["fit", f"--config={CONFIGS / 'mnist.yaml'}", "--print_config"])
     assert exit_info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     init = printed["data"]["init_args"]
@@ -65,7 +66,7 @@ def test_a_typo_in_a_config_key_is_a_clear_error(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(cfg))
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", f"--config={bad}"])
+        run_cli(["fit", f"--config={bad}"])
     assert exit_info.value.code != 0
     assert "rato" in capsys.readouterr().err
 
@@ -92,7 +93,7 @@ def test_the_callback_is_added_when_the_config_lists_none(tmp_path):
 def test_validate_and_test_subcommands_run(tmp_path):
     """``validate`` and ``test`` use the wrapped datamodule's loaders and need no callback."""
     for sub in ("validate", "test"):
-        cli = main(
+        cli = run_cli(
             [
                 sub,
                 f"--config={CONFIGS / 'mnist.yaml'}",
@@ -111,3 +112,13 @@ def test_console_script_is_installed():
     assert exe is not None, "pip install -e . should have installed the lightning-ted console script"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and all(sub in out.stdout for sub in ("fit", "validate", "test"))
+
+
+@requires_mnist
+def test_console_script_fit_exits_zero(tmp_path):
+    """A finished ``lightning-ted fit`` exits with status 0 and prints no stray object."""
+    exe = shutil.which("lightning-ted")
+    cmd = [exe, "fit", f"--config={CONFIGS / 'mnist.yaml'}", *QUICK, f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "offline"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "TEDCLI object" not in out.stdout + out.stderr
