@@ -23,8 +23,7 @@ from lightning_ted.taylor import (
     batch_reference,
     find_head,
     head_statistic,
-    self_terms,
-    taylor_terms,
+    score_values,
 )
 
 PER_SAMPLE_KEY = "per_sample_loss"
@@ -143,12 +142,12 @@ class TEDPruningCallback(Callback):
                 new_b = None if grad_b is None else d * old_b + (1 - d) * grad_b
                 self._ema_ref = (d * old_w + (1 - d) * grad_w, new_b)
             grad_w, grad_b = self._ema_ref
+        share = 1.0 if method.reference == "batch" else 1.0 - method.ema_decay  # k's share of the reference
+        values = score_values(h, delta, weights, grad_w, grad_b, method.score, share)
+        if method.score in ("ratio", "cosine"):  # scale-free variants
+            return values
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else 1.0
-        terms = taylor_terms(h, delta, grad_w, grad_b)
-        if method.score == "cross":  # leave out the sample's own share of the reference it was scored against
-            share = 1.0 if method.reference == "batch" else 1.0 - method.ema_decay
-            terms = terms - share * self_terms(h, delta, weights, bias=self.capture.head.bias is not None)
-        return float(lr) * terms
+        return float(lr) * values  # eta <g_k, .>: the first-order loss change of one step
 
     # ------------------------------------------------------------------ per epoch
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

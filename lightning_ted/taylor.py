@@ -57,21 +57,65 @@ def taylor_terms(h: Tensor, delta: Tensor, grad_w: Tensor, grad_b: Tensor | None
     return per_pos.reshape(per_pos.shape[0], -1).sum(1)
 
 
+def grad_sq_norms(h: Tensor, delta: Tensor, bias: bool = True) -> Tensor:
+    """``|g_k|^2`` of every sample's head gradient (shape B), without building it.
+
+    Flat head: ``|delta_k|^2 (|h_k|^2 + 1)``. Sequence head: ``sum_{t,s} (delta_t . delta_s)(h_t . h_s + 1)``
+    from two T x T Gram matrices per sample.
+    """
+    b = delta.shape[0]
+    one = 1.0 if bias else 0.0
+    if delta.dim() == 2:
+        return delta.pow(2).sum(1) * (h.pow(2).sum(1) + one)
+    dd = torch.einsum("btc,bsc->bts", delta.reshape(b, -1, delta.shape[-1]), delta.reshape(b, -1, delta.shape[-1]))
+    hh = torch.einsum("btd,bsd->bts", h.reshape(b, -1, h.shape[-1]), h.reshape(b, -1, h.shape[-1]))
+    return (dd * (hh + one)).sum((1, 2))
+
+
 def self_terms(h: Tensor, delta: Tensor, weights: Tensor, bias: bool = True) -> Tensor:
     """Each sample's own share of the batch term: ``w_k |g_k|^2 / B`` (shape B).
 
     Subtracting it from ``taylor_terms`` leaves the cross term ``<g_k, gbar_{-k}>``: how much the rest of
-    the batch pulls the same way as sample k, without k's own pull. For a sequence head
-    ``|g_k|^2 = sum_{t,s} (delta_t . delta_s)(h_t . h_s + 1)``, from two T x T Gram matrices per sample.
+    the batch pulls the same way as sample k, without k's own pull.
     """
-    b = delta.shape[0]
-    if delta.dim() == 2:
-        sq = delta.pow(2).sum(1) * (h.pow(2).sum(1) + (1.0 if bias else 0.0))
-    else:
-        dd = torch.einsum("btc,bsc->bts", delta.reshape(b, -1, delta.shape[-1]), delta.reshape(b, -1, delta.shape[-1]))
-        hh = torch.einsum("btd,bsd->bts", h.reshape(b, -1, h.shape[-1]), h.reshape(b, -1, h.shape[-1]))
-        sq = (dd * (hh + (1.0 if bias else 0.0))).sum((1, 2))
-    return weights * sq / b
+    return weights * grad_sq_norms(h, delta, bias) / delta.shape[0]
+
+
+#: TED score variants over the same head gradients; see :class:`lightning_ted.methods.TED`.
+SCORE_VARIANTS = ("igd", "cross", "ratio", "cosine")
+
+
+def score_values(
+    h: Tensor,
+    delta: Tensor,
+    weights: Tensor,
+    grad_w: Tensor,
+    grad_b: Tensor | None,
+    kind: str,
+    self_share: float = 1.0,
+) -> Tensor:
+    """Per-sample TED score of variant ``kind`` against the reference gradient ``(grad_w, grad_b)``.
+
+    ``igd``: ``<g_k, gbar>``. ``cross``: ``<g_k, gbar> - self_share * w_k |g_k|^2 / B`` (the sample's own
+    share of the reference left out). ``ratio``: cross term over ``|g_k|^2``, the share of k's own descent
+    that the other samples provide. ``cosine``: ``<g_k, gbar> / (|g_k| |gbar|)``. A sample with a zero
+    gradient (fully fit, or weight 0) scores 0 in ``ratio`` and ``cosine``.
+    """
+    if kind not in SCORE_VARIANTS:
+        raise ValueError(f"unknown TED score {kind!r}; choose one of {SCORE_VARIANTS}")
+    bias = grad_b is not None
+    terms = taylor_terms(h, delta, grad_w, grad_b)
+    if kind == "igd":
+        return terms
+    sq = grad_sq_norms(h, delta, bias)
+    if kind == "cosine":
+        ref_sq = grad_w.pow(2).sum() + (grad_b.pow(2).sum() if bias else 0.0)
+        norm = (sq * ref_sq).sqrt()
+        return torch.where(norm > 0, terms / norm.clamp_min(torch.finfo(norm.dtype).tiny), 0.0)
+    cross = terms - self_share * weights * sq / delta.shape[0]
+    if kind == "cross":
+        return cross
+    return torch.where(sq > 0, cross / sq.clamp_min(torch.finfo(sq.dtype).tiny), 0.0)
 
 
 HEAD_STATISTICS = ("taylor", "el2n", "grand", "correct")

@@ -88,3 +88,14 @@ def test_cross_score_removes_a_positive_self_term_per_sample(train):
     assert (gap > 0).all()
     # the self share is a sizeable part of the term at the first step (the batch is small), not noise
     assert gap.abs().mean() > 0.01 * full.term.abs().mean()
+
+
+def test_scale_free_variants_through_the_callback(train):
+    """score="cosine" lies in [-1, 1] and agrees in sign with the full term; "ratio" is finite."""
+    full = _first_steps(train, 1)[0]
+    cosine = _first_steps(train, 1, method=TED(score="cosine"))[0]
+    ratio = _first_steps(train, 1, method=TED(score="ratio"))[0]
+    assert torch.equal(full.index, cosine.index) and torch.equal(full.index, ratio.index)
+    assert cosine.term.abs().max() <= 1.0 + 1e-6 and cosine.term.abs().max() > 0.1
+    assert torch.equal(torch.sign(cosine.term), torch.sign(full.term))
+    assert torch.isfinite(ratio.term).all() and ratio.term.std() > 0

@@ -14,7 +14,14 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from lightning_ted.taylor import HeadCapture, batch_reference, find_head, self_terms, taylor_terms
+from lightning_ted.taylor import (
+    HeadCapture,
+    batch_reference,
+    find_head,
+    score_values,
+    self_terms,
+    taylor_terms,
+)
 
 IGNORE = -100
 
@@ -312,3 +319,56 @@ def test_self_terms_leave_the_cross_term(sequence):
     gk = torch.cat([per_sample[n].reshape(b, -1) for n in sorted(per_sample)], dim=1)
     expected = torch.stack([gk[k] @ ((w[:, None] * gk).sum(0) - w[k] * gk[k]) / b for k in range(b)])
     torch.testing.assert_close(cross, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("sequence", [False, True])
+@pytest.mark.parametrize("kind", ["igd", "cross", "ratio", "cosine"])
+def test_score_variants_equal_brute_force(kind, sequence):
+    """Every TED score variant equals its definition over explicit per-sample gradients (float64)."""
+    b, t, d, c = 7, 3, 5, 4
+    head = _double_head(d, c, seed=1)
+    g = torch.Generator().manual_seed(11)
+    shape = (b, t, d) if sequence else (b, d)
+    h = torch.randn(*shape, generator=g, dtype=torch.float64)
+    y = torch.randint(0, c, shape[:-1], generator=g)
+    w = torch.rand(b, generator=g, dtype=torch.float64) + 0.5
+    loss_fn = seq_loss if sequence else flat_loss
+    delta = autograd_delta(head, h, y, loss_fn)
+    got = score_values(h, delta, w, *batch_reference(h, delta, w), kind)
+
+    params = {n: p.detach() for n, p in head.named_parameters()}
+    per_sample = vmap(grad(lambda p, hk, yk: loss_fn(functional_call(head, p, (hk,)), yk)), in_dims=(None, 0, 0))(
+        params, h, y
+    )
+    gk = torch.cat([per_sample[n].reshape(b, -1) for n in sorted(per_sample)], dim=1)  # B x P
+    gbar = (w[:, None] * gk).sum(0) / b
+    expected = []
+    for k in range(b):  # the definitions, one sample at a time
+        others = gbar - w[k] * gk[k] / b
+        if kind == "igd":
+            expected.append(gk[k] @ gbar)
+        elif kind == "cross":
+            expected.append(gk[k] @ others)
+        elif kind == "ratio":
+            expected.append(gk[k] @ others / (gk[k] @ gk[k]))
+        else:
+            expected.append(gk[k] @ gbar / (gk[k].norm() * gbar.norm()))
+    torch.testing.assert_close(got, torch.stack(expected), rtol=1e-9, atol=1e-12)
+
+
+def test_ratio_and_cosine_score_a_zero_gradient_as_zero():
+    """A sample with a zero head gradient (weight 0 or fully fit) scores 0, not NaN."""
+    h = torch.randn(4, 3, dtype=torch.float64)
+    delta = torch.randn(4, 2, dtype=torch.float64)
+    delta[1] = 0.0
+    w = torch.ones(4, dtype=torch.float64)
+    for kind in ("ratio", "cosine"):
+        values = score_values(h, delta, w, *batch_reference(h, delta, w), kind)
+        assert torch.isfinite(values).all() and values[1] == 0.0
+
+
+def test_unknown_score_variant_is_named():
+    """A misspelt variant lists the valid ones."""
+    h, delta, w = torch.randn(2, 3), torch.randn(2, 2), torch.ones(2)
+    with pytest.raises(ValueError, match="igd"):
+        score_values(h, delta, w, *batch_reference(h, delta, w), "cosin")

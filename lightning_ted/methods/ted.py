@@ -14,9 +14,10 @@ from torch import Tensor
 from lightning_ted.methods.base import PruningMethod
 from lightning_ted.selection import Selection, random_drop_selection
 from lightning_ted.state import Observations, ScoreState
+from lightning_ted.taylor import SCORE_VARIANTS
 
 REFERENCES = ("batch", "ema")
-SCORES = ("igd", "cross")
+SCORES = SCORE_VARIANTS
 
 
 class TED(PruningMethod):
@@ -28,10 +29,13 @@ class TED(PruningMethod):
         reference: reference gradient ``gbar``: ``"batch"`` (weighted batch mean, Gram form) or
             ``"ema"`` (EMA of batch-mean head gradients; ``ema_decay`` sets its memory).
         ema_decay: decay of the EMA reference.
-        score: ``"igd"``, the full term ``<g_k, gbar>``, or ``"cross"``, ``<g_k, gbar_{-k}>`` without the
-            sample's own share of the reference (its self term ``w_k |g_k|^2 / B``). The cross term is
-            negative for samples the rest of the data pulls against, such as mislabelled ones, so those
-            become candidates; the full term ranks them high because of their large self term.
+        score: which quantity ranks the samples (the lowest are candidates):
+            ``"igd"``: ``eta <g_k, gbar>``, the first-order loss increase from removing k (DESIGN.md 2);
+            ``"cross"``: ``eta <g_k, gbar_{-k}>`` without k's own share of the reference, so a large
+            ``|g_k|`` (mislabelled, hard) no longer props its score up: samples the rest pulls against
+            become candidates; ``"ratio"``: the cross term over ``|g_k|^2``, the share of k's descent the
+            other samples provide (internal generalization), scale-free across epochs; ``"cosine"``:
+            ``cos(g_k, gbar)``, alignment alone, blind to the gradient's size.
     """
 
     name = "ted"
