@@ -46,12 +46,21 @@ class BatchContext:
         self.loss_grad = grad.detach()
 
 
+class Collated(NamedTuple):
+    """A batch that is already collated (see ``KeptDataset.gather_tensors``)."""
+
+    batch: Any
+
+
 class KeptDataset(Dataset):
     """The kept samples of one epoch, each returned as ``IndexedSample(item, index, weight)``."""
 
-    def __init__(self, base: Dataset, selection: Selection) -> None:
+    def __init__(self, base: Dataset, selection: Selection, gather_tensors: bool = False) -> None:
         self.base = base
         self.selection = selection
+        # a TensorDataset with the default collate: index its tensors once per batch (what default_collate
+        # would build from the single items, without the per-item Python calls and the stack)
+        self.gather_tensors = gather_tensors and isinstance(base, TensorDataset)
 
     def __len__(self) -> int:
         return len(self.selection)
@@ -66,6 +75,9 @@ class KeptDataset(Dataset):
         looked up with one tensor op each instead of per sample."""
         pos = torch.as_tensor(positions, dtype=torch.int64)
         index = self.selection.indices[pos]
+        if self.gather_tensors:
+            batch = Collated([t[index] for t in self.base.tensors])
+            return IndexedSample(batch, index, self.selection.weight_at(pos))
         getitems = getattr(self.base, "__getitems__", None)
         keys = index.tolist()
         items = getitems(keys) if getitems is not None else [self.base[i] for i in keys]
@@ -153,7 +165,8 @@ class IndexedCollate:
 
     def __call__(self, items: list[IndexedSample] | IndexedSample) -> IndexedSample:
         if isinstance(items, IndexedSample):  # a batch from KeptDataset.__getitems__
-            return IndexedSample(self.collate_fn(items.data), items.index, items.weight)
+            data = items.data.batch if isinstance(items.data, Collated) else self.collate_fn(items.data)
+            return IndexedSample(data, items.index, items.weight)
         data = self.collate_fn([it.data for it in items])
         index = torch.tensor([it.index for it in items], dtype=torch.int64)
         weight = torch.tensor([it.weight for it in items], dtype=torch.float32)
@@ -253,7 +266,7 @@ class DynamicPruningDataModule(L.LightningDataModule):
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
         self.cursor = EpochCursor(epoch)
         return PruningDataLoader(
-            KeptDataset(self.train_dataset, selection),
+            KeptDataset(self.train_dataset, selection, gather_tensors=self.collate_fn in (None, default_collate)),
             cursor=self.cursor,
             batch_size=self.batch_size or 1,
             sampler=EpochShuffleSampler(len(selection), self.seed, epoch, world, rank),

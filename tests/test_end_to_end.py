@@ -103,3 +103,23 @@ def test_total_optimizer_steps_is_exact_before_training(mnist_train, accumulate,
     trainer.fit(ImageClassifier(one_cycle=True), datamodule=dm)  # OneCycleLR raises if it is stepped too often
     assert predicted["steps"] == trainer.global_step
     assert trainer.global_step < 5 * math.ceil(math.ceil(1000 / 48) / accumulate)  # fewer than unpruned
+
+
+def test_tensor_dataset_batches_are_gathered_exactly_as_default_collate_builds_them():
+    """The one-index-per-batch path for TensorDataset gives the batch, indices and weights of the per-item path."""
+    from torch.utils.data import TensorDataset
+
+    from lightning_ted.datamodule import IndexedCollate, KeptDataset
+    from lightning_ted.selection import Selection
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(60, 1, 4, 4, generator=g), torch.randint(0, 10, (60,), generator=g))
+    sel = Selection(torch.randperm(60, generator=g)[:40].sort().values, 25, 1.7, 60)
+    positions = torch.randperm(40, generator=g)[:16].tolist()
+    fast = IndexedCollate()(KeptDataset(data, sel, gather_tensors=True).__getitems__(positions))
+    slow = IndexedCollate()(KeptDataset(data, sel, gather_tensors=False).__getitems__(positions))
+    assert type(fast.data) is type(slow.data) and len(fast.data) == len(slow.data) == 2
+    for a, b in zip(fast.data, slow.data, strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    assert torch.equal(fast.index, slow.index) and torch.equal(fast.weight, slow.weight)
+    assert fast.weight.unique().tolist() != [1.0]  # both weight classes are in the batch
