@@ -116,6 +116,29 @@ def _lowest_k(scores: Tensor, k: int) -> tuple[Tensor, float]:
     return mask, float(threshold)
 
 
+def stale_protected_selection(
+    scores: Tensor, age: Tensor, max_age: int, prune_ratio: float, q: float, generator: torch.Generator
+) -> Selection:
+    """``random_drop_selection`` in which samples of ``age >= max_age`` epochs are never dropped, if possible.
+
+    Stale samples are taken out of the candidates (as if unscored), so each is trained, and re-scored,
+    at most ``max_age`` epochs after its last visit. If the fresh scored samples are fewer than the
+    drop count, the kept count still follows the schedule: every fresh sample and the least stale of
+    the others are dropped (hard, weight 1), so the stalest are the ones trained.
+    """
+    stale = (age >= max_age) & torch.isfinite(scores)
+    if not bool(stale.any()):
+        return random_drop_selection(scores, prune_ratio, q, generator)
+    n_drop = int(round(prune_ratio * scores.numel()))
+    n_fresh = int(torch.count_nonzero(torch.isfinite(scores))) - int(torch.count_nonzero(stale))
+    if n_drop <= n_fresh:
+        return random_drop_selection(scores.masked_fill(stale, math.inf), prune_ratio, q, generator)
+    fresh_finite = torch.isfinite(scores) & ~stale
+    top = float(scores[fresh_finite].max()) if n_fresh else 0.0
+    aged = (abs(top) + 1.0) + (age - max_age).to(torch.float32)  # above every fresh score, stalest highest
+    return random_drop_selection(torch.where(stale, aged, scores), prune_ratio, 1.0, generator)
+
+
 def random_drop_selection(scores: Tensor, prune_ratio: float, q: float, generator: torch.Generator) -> Selection:
     """Drop ``d = round(p N)`` samples uniformly at random among the ``ceil(d / q)`` lowest-scoring ones.
 

@@ -8,6 +8,7 @@ from fractions import Fraction
 import pytest
 import torch
 
+from lightning_ted.methods import TED
 from lightning_ted.selection import Selection, epoch_generator, kth_smallest, lowest_k_mask, random_drop_selection
 
 
@@ -232,3 +233,67 @@ def test_lowest_k_mask_on_the_bracketed_path_matches_stable_sort(levels):
         want[order[:k]] = True
         assert torch.equal(lowest_k_mask(scores, k), want), (levels, k)
         assert kth_smallest(scores, k).item() == scores[order[k - 1]].item()
+
+
+# ----------------------------------------------------------------------------- staleness (TED max_staleness)
+def _simulate(method, ratios, n=4000, seed=0):
+    """Epochs of select -> train the kept -> score them with FIXED scores (the adversarial case for lock-out).
+
+    Returns the longest run between two trainings of any sample, the kept counts and the dropped-set
+    overlaps between consecutive pruned epochs.
+    """
+    from lightning_ted.state import ScoreState
+
+    state = ScoreState(n)
+    fixed = torch.rand(n, generator=torch.Generator().manual_seed(seed))
+    last = torch.full((n,), -1)
+    longest, kept_counts, overlaps, prev = 0, [], [], None
+    for epoch, ratio in enumerate(ratios):
+        kept = torch.arange(n) if epoch == 0 else method.select(state, ratio, epoch_generator(seed, epoch)).indices
+        kept_counts.append(kept.numel())
+        dropped = torch.ones(n, dtype=torch.bool)
+        dropped[kept] = False
+        if prev is not None and dropped.any():
+            overlaps.append(float((dropped & prev).sum()) / float(dropped.sum()))
+        prev = dropped
+        longest = max(longest, int((epoch - last[kept]).max()))
+        last[kept] = epoch
+        state.apply(kept, fixed[kept], method.alpha, epoch)
+    return max(longest, int((len(ratios) - last).max())), kept_counts, overlaps
+
+
+@pytest.mark.parametrize("q", [0.5, 1.0])
+@pytest.mark.parametrize("k", [3, 4])
+def test_stale_samples_are_trained_at_least_every_k_epochs(q, k):
+    """With max_staleness=K no sample goes more than K epochs between trainings, and counts stay exact."""
+    ratios = [0.0] + [0.5] * 15
+    longest, kept, _ = _simulate(TED(q=q, max_staleness=k), ratios)
+    assert longest <= k
+    assert kept[1:] == [2000] * 15
+    unprotected, _, _ = _simulate(TED(q=q), ratios)
+    assert unprotected > k  # without the rule some samples are left out longer
+
+
+def test_hard_pruning_no_longer_locks_the_same_samples_out():
+    """q=1 on fixed scores drops the same set every epoch (overlap 1); the staleness rule rotates it."""
+    ratios = [0.0] + [0.7] * 12
+    _, _, locked = _simulate(TED(q=1.0), ratios)
+    assert min(locked[1:]) == 1.0  # from the second pruned epoch on (the first compares with epoch 0)
+    _, kept, rotating = _simulate(TED(q=1.0, max_staleness=4), ratios)
+    assert max(rotating[-6:]) < 1.0 and sum(rotating[-6:]) / 6 < 0.8  # after the first stale wave
+    assert kept[1:] == [1200] * 12  # the schedule's count even when the stale samples do not all fit
+
+
+def test_when_stale_samples_do_not_fit_the_stalest_are_kept():
+    """More stale samples than kept slots: the count follows the schedule and the oldest are trained."""
+    from lightning_ted.selection import stale_protected_selection
+
+    scores = torch.arange(10, dtype=torch.float32)
+    age = torch.tensor([9, 8, 7, 6, 5, 4, 1, 1, 1, 1])  # six stale (age >= 4), four fresh
+    sel = stale_protected_selection(scores, age, 4, 0.7, 0.5, epoch_generator(0, 1))
+    assert sorted(sel.indices.tolist()) == [0, 1, 2]  # 3 kept: the three stalest
+
+
+def test_max_staleness_below_two_is_rejected():
+    with pytest.raises(ValueError, match="max_staleness"):
+        TED(max_staleness=1)

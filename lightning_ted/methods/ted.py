@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from lightning_ted.methods.base import PruningMethod
-from lightning_ted.selection import Selection, random_drop_selection
+from lightning_ted.selection import Selection, random_drop_selection, stale_protected_selection
 from lightning_ted.state import Observations, ScoreState
 from lightning_ted.taylor import SCORE_VARIANTS
 
@@ -36,13 +36,23 @@ class TED(PruningMethod):
             become candidates; ``"ratio"``: the cross term over ``|g_k|^2``, the share of k's descent the
             other samples provide (internal generalization), scale-free across epochs; ``"cosine"``:
             ``cos(g_k, gbar)``, alignment alone, blind to the gradient's size.
+        max_staleness: ``K``: a sample left out of training for ``K - 1`` epochs in a row is no longer a
+            candidate (its score was measured on an older model), so it is trained and re-scored at the
+            latest ``K`` epochs after its last visit, whenever the stale samples fit in the kept set
+            (otherwise the stalest go first, hard). ``None`` disables the rule.
     """
 
     name = "ted"
     head_statistic = "taylor"
 
     def __init__(
-        self, alpha: float = 0.5, q: float = 0.5, reference: str = "batch", ema_decay: float = 0.9, score: str = "igd"
+        self,
+        alpha: float = 0.5,
+        q: float = 0.5,
+        reference: str = "batch",
+        ema_decay: float = 0.9,
+        score: str = "igd",
+        max_staleness: int | None = None,
     ) -> None:
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {alpha!r}")
@@ -54,14 +64,21 @@ class TED(PruningMethod):
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
         if score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        if max_staleness is not None and max_staleness < 2:
+            raise ValueError(f"max_staleness must be >= 2 epochs (or None to disable), got {max_staleness!r}")
         self.score = score
+        self.max_staleness = max_staleness
         self.alpha = float(alpha)
         self.q = float(q)
         self.reference = reference
         self.ema_decay = float(ema_decay)
 
     def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
-        return random_drop_selection(state.score, prune_ratio, self.q, generator)
+        if self.max_staleness is None:
+            return random_drop_selection(state.score, prune_ratio, self.q, generator)
+        epoch = int(state.last_epoch.max()) + 1  # the epoch being selected follows the last observed one
+        age = epoch - state.last_epoch
+        return stale_protected_selection(state.score, age, self.max_staleness, prune_ratio, self.q, generator)
 
     def observation_value(self, obs: Observations) -> Tensor:
         return obs.term
