@@ -86,32 +86,46 @@ def _split(ds: TensorDataset, n_train: int, n_val: int) -> tuple[TensorDataset, 
     return TensorDataset(x[:n_train], y[:n_train]), TensorDataset(x[held_out], y[held_out])
 
 
+TASKS = ("mnist", "fashion", "sst2")  # each also as noisy_<task>: 20% of training labels flipped
+
+
+def _flip_labels(train: TensorDataset, num_classes: int) -> tuple[TensorDataset, torch.Tensor]:
+    """Flip each training label with probability NOISE_RATE to a uniformly drawn other class (seed NOISE_SEED)."""
+    x, y = train.tensors
+    g = torch.Generator().manual_seed(NOISE_SEED)
+    noisy = torch.rand(len(y), generator=g) < NOISE_RATE
+    shift = torch.randint(1, num_classes, (len(y),), generator=g)  # a different class, uniformly
+    return TensorDataset(x, torch.where(noisy, (y + shift) % num_classes, y)), noisy
+
+
 def load_task(name: str, n_train: int, n_val: int, n_test: int, root: str | None = None) -> TaskData:
-    if name in ("mnist", "noisy_mnist", "fashion"):
-        dataset = "FashionMNIST" if name == "fashion" else "MNIST"
+    """``mnist``, ``fashion`` or ``sst2``, or ``noisy_<one of them>``; validation is carved from train."""
+    base = name.removeprefix("noisy_")
+    if base in ("mnist", "fashion"):
+        dataset = "FashionMNIST" if base == "fashion" else "MNIST"
         full = load_image_classification(dataset, root, train=True, limit=n_train + n_val)
         train, val = _split(full, n_train, n_val)
         test = load_image_classification(dataset, root, train=False, limit=n_test)
-        noisy = None
-        if name == "noisy_mnist":
-            x, y = train.tensors
-            g = torch.Generator().manual_seed(NOISE_SEED)
-            noisy = torch.rand(len(y), generator=g) < NOISE_RATE
-            shift = torch.randint(1, 10, (len(y),), generator=g)  # a different class, uniformly
-            y = torch.where(noisy, (y + shift) % 10, y)
-            train = TensorDataset(x, y)
-        return TaskData(name, train, val, test, 10, noisy=noisy)
-    if name == "sst2":
+        task = TaskData(name, train, val, test, 10)
+    elif base == "sst2":
         full, vocab = load_sst2(root, "train")
         train, val = _split(full, min(n_train, len(full) - n_val), n_val)
         test, _ = load_sst2(root, "test", vocab=vocab)
         test = TensorDataset(*(t[:n_test] for t in test.tensors))
-        return TaskData(name, train, val, test, 2, vocab_size=len(vocab) + 2)
-    raise ValueError(f"unknown task {name!r}; choose from mnist, noisy_mnist, fashion, sst2")
+        task = TaskData(name, train, val, test, 2, vocab_size=len(vocab) + 2)
+    else:
+        raise ValueError(f"unknown task {name!r}; choose from {TASKS} or noisy_<task>")
+    if name != base:
+        task.train, task.noisy = _flip_labels(task.train, task.num_classes)
+    return task
+
+
+def is_text(task: TaskData) -> bool:
+    return task.vocab_size > 0
 
 
 def build_net(task: TaskData) -> nn.Module:
-    return TextCNN(task.vocab_size, task.num_classes) if task.name == "sst2" else SmallCNN(task.num_classes)
+    return TextCNN(task.vocab_size, task.num_classes) if is_text(task) else SmallCNN(task.num_classes)
 
 
 class TaskModule(L.LightningModule):
@@ -154,7 +168,9 @@ def parse_method(spec: str):
     for item in options.split(","):
         key, _, value = item.partition("=")
         try:
-            kwargs[key] = float(value) if "." in value or value.isdigit() else value
+            kwargs[key] = int(value) if value.isdigit() else float(value) if "." in value else value
+            if value in ("true", "false"):
+                kwargs[key] = value == "true"
         except ValueError:
             kwargs[key] = value
     return METHODS[name](**kwargs)
@@ -223,7 +239,7 @@ def run_job(job: Job, settings: Settings) -> Outcome:
     task = _TASKS[job.task]
     L.seed_everything(job.seed, verbose=False)
     net = build_net(task)
-    text = task.name == "sst2"
+    text = is_text(task)
     model = TaskModule(net, lr=2e-3 if text else 0.05, epochs=settings.epochs, adam=text)
     method = parse_method(job.method)
     dm = DynamicPruningDataModule(
@@ -345,7 +361,7 @@ def markdown(rows: list[dict], noisy: bool) -> str:
 
 def write(task: str, rows: list[dict], outcomes: list[Outcome], header: str, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
-    text = header + "\n\n" + markdown(rows, noisy=task == "noisy_mnist") + "\n"
+    text = header + "\n\n" + markdown(rows, noisy=task.startswith("noisy_")) + "\n"
     (out / f"{task}.md").write_text(text)
     with open(out / f"{task}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -360,7 +376,7 @@ def write(task: str, rows: list[dict], outcomes: list[Outcome], header: str, out
 
 
 # ------------------------------------------------------------------------------------------ main
-SIZES = {"mnist": 10000, "noisy_mnist": 10000, "fashion": 10000, "sst2": 6000}
+SIZES = {"mnist": 10000, "fashion": 10000, "sst2": 6000}  # noisy_<task> uses the size of <task>
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -392,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
             epochs=args.epochs,
             beta=args.beta,
             batch_size=args.batch_size,
-            n_train=args.train_size or SIZES.get(task, 10000),
+            n_train=args.train_size or SIZES.get(task.removeprefix("noisy_"), 10000),
             n_val=args.val_size,
             n_test=args.test_size,
             threads=threads,

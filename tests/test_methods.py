@@ -610,3 +610,13 @@ def test_infobatch_rejects_a_ratio_of_one():
     state = ScoreState(10)
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         InfoBatch().select(state, 1.0, torch.Generator().manual_seed(0))
+
+
+def test_reweighted_random_weighs_kept_samples_n_over_k():
+    """RandomSubset(reweight=True) keeps the RS2 set and weighs every kept sample N / K."""
+    state = ScoreState(50)
+    plain = RandomSubset().select(state, 0.7, torch.Generator().manual_seed(3))
+    weighted = RandomSubset(reweight=True).select(state, 0.7, torch.Generator().manual_seed(3))
+    assert torch.equal(plain.indices, weighted.indices) and len(weighted) == 15
+    assert torch.allclose(weighted.weights, torch.full((15,), 50 / 15))
+    assert float(weighted.weights.sum()) == pytest.approx(50.0)

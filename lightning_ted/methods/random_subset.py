@@ -14,9 +14,16 @@ class RandomSubset(PruningMethod):
 
     Rule: each epoch keeps ``N - round(pN)`` samples drawn uniformly, weight 1, without replacement across
     epochs: the least-visited samples go first, so every sample is trained once before any is trained twice.
+
+    Args:
+        reweight: weigh the kept samples ``N / kept`` (= ``1 / (1 - p)``) so the epoch's summed loss keeps
+            the full-data scale, as TED and InfoBatch do; the plain RS2 rule uses weight 1.
     """
 
     name = "random"
+
+    def __init__(self, reweight: bool = False) -> None:
+        self.reweight = bool(reweight)
 
     def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
         n = state.num_samples
@@ -25,4 +32,6 @@ class RandomSubset(PruningMethod):
             return Selection(torch.arange(n), n, 1.0, n, prune_ratio)
         keys = state.seen.float().add_(torch.rand(n, generator=generator))  # visits, ties broken at random
         kept = torch.nonzero(lowest_k_mask(keys, n - n_drop)).squeeze(1)
+        if self.reweight:  # every kept sample carries the reweighting, none is "unit weight"
+            return Selection(kept, 0, n / kept.numel(), n, prune_ratio)
         return Selection(kept, kept.numel(), 1.0, n, prune_ratio)
