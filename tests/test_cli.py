@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,9 +107,15 @@ def test_validate_and_test_subcommands_run(tmp_path):
         assert f"{'val' if sub == 'validate' else 'test'}_acc" in cli.trainer.callback_metrics
 
 
+def console_script() -> str | None:
+    """The installed ``lightning-ted`` script: beside this interpreter (a venv not on PATH), else on PATH."""
+    beside = Path(sys.executable).parent / "lightning-ted"
+    return str(beside) if beside.exists() else shutil.which("lightning-ted")
+
+
 def test_console_script_is_installed():
-    """``lightning-ted`` is on PATH after ``pip install`` and answers ``--help`` with the subcommands."""
-    exe = shutil.which("lightning-ted")
+    """``lightning-ted`` is installed with the package and answers ``--help`` with the subcommands."""
+    exe = console_script()
     assert exe is not None, "pip install -e . should have installed the lightning-ted console script"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and all(sub in out.stdout for sub in ("fit", "validate", "test"))
@@ -117,7 +124,7 @@ def test_console_script_is_installed():
 @requires_mnist
 def test_console_script_fit_exits_zero(tmp_path):
     """A finished ``lightning-ted fit`` exits with status 0 and prints no stray object."""
-    exe = shutil.which("lightning-ted")
+    exe = console_script()
     cmd = [exe, "fit", f"--config={CONFIGS / 'mnist.yaml'}", *QUICK, f"--trainer.logger.init_args.save_dir={tmp_path}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "offline"})
     assert out.returncode == 0, out.stderr[-2000:]
