@@ -35,6 +35,8 @@ VARIANTS = [
     "ted:score=cross,q=0.8,max_staleness=4",
     "ted:score=ratio,q=0.8,max_staleness=4",
     "ted:score=cosine,q=0.8,max_staleness=4",
+    "ted:reference=pruned,q=0.8,max_staleness=4",
+    "ted:reference=all,score=cross,q=0.8,max_staleness=4",
 ]
 
 

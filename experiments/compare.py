@@ -138,9 +138,13 @@ class TaskModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_step(self, batch, batch_idx):
+    def per_sample_loss(self, batch) -> torch.Tensor:
+        """Cross-entropy of every sample (``reduction="none"``); TED's forward-only pass calls it too."""
         x, y = batch
-        return pruned_loss(self, F.cross_entropy(self(x), y, reduction="none"))
+        return F.cross_entropy(self(x), y, reduction="none")
+
+    def training_step(self, batch, batch_idx):
+        return pruned_loss(self, self.per_sample_loss(batch))
 
     def configure_optimizers(self):
         if self.adam:

@@ -18,6 +18,9 @@ from lightning.pytorch.callbacks import Callback
 
 from lightning_ted.datamodule import DynamicPruningDataModule
 from lightning_ted.epoch_metrics import define_epoch_charts, epoch_scalars, log_score_histogram
+from lightning_ted.methods.ted import FORWARD_REFERENCES
+from lightning_ted.pruned_reference import pruned_indices, pruned_reference, require_loss_method
+from lightning_ted.selection import epoch_generator
 from lightning_ted.taylor import (
     HeadCapture,
     batch_reference,
@@ -54,6 +57,8 @@ class TEDPruningCallback(Callback):
         self.capture: HeadCapture | None = None
         self.datamodule: DynamicPruningDataModule | None = None
         self._ema_ref: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        # (epoch, G, gb) of the pruned-set reference; G is None when that epoch prunes nothing
+        self._pruned_ref: tuple[int, torch.Tensor | None, torch.Tensor | None] | None = None
         self._trainer: L.Trainer | None = None
         self._bar_epoch = -1  # epoch whose kept count the progress bar shows
 
@@ -73,6 +78,12 @@ class TEDPruningCallback(Callback):
         define_epoch_charts(trainer)
         if dm.method.head_statistic is not None and self.capture is None:
             self.capture = HeadCapture(find_head(pl_module, self.head))
+        if self._forward_reference(dm.method):
+            require_loss_method(pl_module, dm.method.reference)
+
+    @staticmethod
+    def _forward_reference(method: Any) -> bool:
+        return method.head_statistic == "taylor" and getattr(method, "reference", None) in FORWARD_REFERENCES
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.capture is not None:
@@ -133,7 +144,20 @@ class TEDPruningCallback(Callback):
         weights = ctx.weight.to(delta.device, torch.float32)
         grad_w, grad_b = batch_reference(h, delta, weights, bias=self.capture.head.bias is not None)
         method = self.datamodule.method
-        if method.reference == "ema":
+        share = 1.0  # k's share of the reference, left out by the "cross" and "ratio" scores
+        pruned = self._pruned_ref[1:] if self._pruned_ref is not None else (None, None)
+        if method.reference in FORWARD_REFERENCES and pruned[0] is not None:
+            p_w, p_b = (None if t is None else t.to(grad_w.device) for t in pruned)
+            if method.reference == "pruned":  # k is not among the pruned samples: no self share
+                grad_w, grad_b, share = p_w, p_b, 0.0
+            else:  # kept (unweighted batch mean) and pruned means, mixed by their shares of the data
+                weights = torch.ones_like(weights)
+                a = self.datamodule.current_selection.actual_ratio
+                k_w, k_b = batch_reference(h, delta, weights, bias=p_b is not None)
+                grad_w = (1 - a) * k_w + a * p_w
+                grad_b = None if p_b is None else (1 - a) * k_b + a * p_b
+                share = 1.0 - a
+        elif method.reference == "ema":
             if self._ema_ref is None:
                 self._ema_ref = (grad_w, grad_b)
             else:
@@ -142,7 +166,7 @@ class TEDPruningCallback(Callback):
                 new_b = None if grad_b is None else d * old_b + (1 - d) * grad_b
                 self._ema_ref = (d * old_w + (1 - d) * grad_w, new_b)
             grad_w, grad_b = self._ema_ref
-        share = 1.0 if method.reference == "batch" else 1.0 - method.ema_decay  # k's share of the reference
+            share = 1.0 - method.ema_decay
         values = score_values(h, delta, weights, grad_w, grad_b, method.score, share)
         if method.score in ("ratio", "cosine"):  # scale-free variants
             return values
@@ -151,7 +175,18 @@ class TEDPruningCallback(Callback):
 
     # ------------------------------------------------------------------ per epoch
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.datamodule.record_epoch(trainer.current_epoch)
+        dm = self.datamodule
+        epoch = trainer.current_epoch
+        dm.record_epoch(epoch)
+        if self._forward_reference(dm.method) and (self._pruned_ref is None or self._pruned_ref[0] != epoch):
+            # a resumed mid-epoch run keeps the reference its checkpoint holds for this epoch
+            indices = pruned_indices(
+                dm.current_selection, dm.method.reference_size, epoch_generator(dm.seed, epoch, stream=3)
+            )
+            ref = pruned_reference(
+                trainer, pl_module, self.capture.head, dm.train_dataset, indices, dm.batch_size or 1, dm.collate_fn
+            )
+            self._pruned_ref = (epoch, *(ref if ref is not None else (None, None)))
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A checkpoint may be written when validation ends, before on_train_epoch_end: fold the
@@ -180,12 +215,18 @@ class TEDPruningCallback(Callback):
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
-        """The EMA reference gradient of every rank (each averages its own batches), stacked by rank.
+        """The pruned-set reference of the current epoch (so a mid-epoch resume scores against the same
+        one) and the EMA reference gradient of every rank (each averages its own batches), stacked by rank.
 
         Under DDP Lightning calls this on every rank while saving, so the references are gathered here.
         """
+        out: dict[str, Any] = {}
+        if self._pruned_ref is not None:  # identical on every rank (all-reduced)
+            epoch, p_w, p_b = self._pruned_ref
+            out.update(pruned_ref_epoch=epoch, pruned_grad_w=None if p_w is None else p_w.cpu())
+            out.update(pruned_grad_b=None if p_b is None else p_b.cpu())
         if self._ema_ref is None:
-            return {}
+            return out
         grad_w, grad_b = self._ema_ref
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1 and torch.distributed.is_initialized():
@@ -193,9 +234,12 @@ class TEDPruningCallback(Callback):
             grad_w, grad_b = gather(grad_w), None if grad_b is None else gather(grad_b)
         else:
             grad_w, grad_b = grad_w.unsqueeze(0), None if grad_b is None else grad_b.unsqueeze(0)
-        return {"ema_grad_w": grad_w.cpu(), "ema_grad_b": None if grad_b is None else grad_b.cpu()}
+        return {**out, "ema_grad_w": grad_w.cpu(), "ema_grad_b": None if grad_b is None else grad_b.cpu()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "pruned_ref_epoch" in state_dict:
+            p_w, p_b = state_dict["pruned_grad_w"], state_dict["pruned_grad_b"]
+            self._pruned_ref = (int(state_dict["pruned_ref_epoch"]), p_w, p_b)
         if "ema_grad_w" not in state_dict:
             return
         grad_w, grad_b = state_dict["ema_grad_w"], state_dict["ema_grad_b"]

@@ -36,10 +36,12 @@ class ImageClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def training_step(self, batch, batch_idx):
+    def per_sample_loss(self, batch):  # change 1: one loss per sample (TED's re-scoring pass calls it too)
         x, y = batch
-        losses = F.cross_entropy(self(x), y, reduction="none")  # change 1: per-sample losses
-        return pruned_loss(self, losses)  # change 2: weight them and hand them to the callback
+        return F.cross_entropy(self(x), y, reduction="none")
+
+    def training_step(self, batch, batch_idx):
+        return pruned_loss(self, self.per_sample_loss(batch))  # change 2: weight them, hand them over
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, "val")

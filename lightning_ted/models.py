@@ -86,9 +86,13 @@ class Classifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_step(self, batch, batch_idx):
+    def per_sample_loss(self, batch) -> torch.Tensor:
+        """Cross-entropy of every sample (``reduction="none"``); TED's forward-only pass calls it too."""
         x, y = batch
-        return pruned_loss(self, F.cross_entropy(self(x), y, reduction="none"))
+        return F.cross_entropy(self(x), y, reduction="none")
+
+    def training_step(self, batch, batch_idx):
+        return pruned_loss(self, self.per_sample_loss(batch))
 
     def validation_step(self, batch, batch_idx) -> None:
         self._evaluate(batch, "val", self.val_acc)

@@ -32,11 +32,11 @@ class SaveAt(Callback):
             trainer.save_checkpoint(self.path)
 
 
-def _run(train, tmp_path, epochs, seed, ckpt_path=None, checkpoint=False, extra=()):
+def _run(train, tmp_path, epochs, seed, ckpt_path=None, checkpoint=False, extra=(), method=None):
     L.seed_everything(seed, verbose=False)
     model = ImageClassifier(lr=0.05)
     dm = DynamicPruningDataModule(
-        train, method=TED(), schedule=RollerCoasterSchedule(ratio=0.5, beta=0.5), batch_size=64, seed=0
+        train, method=method or TED(), schedule=RollerCoasterSchedule(ratio=0.5, beta=0.5), batch_size=64, seed=0
     )
     rec = EpochRecorder()
     callbacks = [TEDPruningCallback(), rec, *extra]
@@ -74,16 +74,20 @@ def test_resume_at_epoch_boundary_matches_uninterrupted_run(mnist_train, tmp_pat
 
 
 @pytest.mark.slow
-def test_resume_mid_epoch_neither_repeats_nor_skips_samples(mnist_train, tmp_path, recwarn):
+@pytest.mark.parametrize("reference", ["batch", "pruned"])  # "pruned": the checkpoint carries the epoch's reference
+def test_resume_mid_epoch_neither_repeats_nor_skips_samples(mnist_train, tmp_path, recwarn, reference):
     train, mid_batch = subset(mnist_train, 3000), 7
     ckpt = tmp_path / "mid.ckpt"
-    full_model, full_dm, full_rec = _run(train, tmp_path, epochs=4, seed=0, extra=[SaveAt(ckpt, 2, mid_batch)])
+    method = lambda: TED(reference=reference, reference_size=256)  # noqa: E731
+    full_model, full_dm, full_rec = _run(
+        train, tmp_path, epochs=4, seed=0, extra=[SaveAt(ckpt, 2, mid_batch)], method=method()
+    )
     saved = torch.load(ckpt, weights_only=True)
     loader_state = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"]
     assert loader_state == [{"epoch": 2, "batches": mid_batch + 1}]  # batches trained, not prefetched
     assert saved["DynamicPruningDataModule"]["state"]["pending"].shape[0] == (mid_batch + 1) * 64
 
-    resumed_model, resumed_dm, resumed_rec = _run(train, tmp_path, epochs=4, seed=123, ckpt_path=ckpt)
+    resumed_model, resumed_dm, resumed_rec = _run(train, tmp_path, epochs=4, seed=123, ckpt_path=ckpt, method=method())
     assert not [w for w in recwarn if "not resumable" in str(w.message)]
     # epoch 2 continues with the first batch the interrupted run had not trained on
     assert torch.equal(torch.cat(resumed_rec.seen[2]), torch.cat(full_rec.seen[2][mid_batch + 1 :]))

@@ -16,7 +16,8 @@ from lightning_ted.selection import Selection, random_drop_selection, stale_prot
 from lightning_ted.state import Observations, ScoreState
 from lightning_ted.taylor import SCORE_VARIANTS
 
-REFERENCES = ("batch", "ema")
+REFERENCES = ("batch", "ema", "pruned", "all")
+FORWARD_REFERENCES = ("pruned", "all")  # need the per-epoch forward-only pass over pruned samples
 SCORES = SCORE_VARIANTS
 
 
@@ -26,8 +27,14 @@ class TED(PruningMethod):
     Args:
         alpha: Polyak factor; each visit updates ``s <- alpha s + (1 - alpha) T_k``.
         q: share of the candidates that is dropped (1 = hard pruning of the lowest scores).
-        reference: reference gradient ``gbar``: ``"batch"`` (weighted batch mean, Gram form) or
-            ``"ema"`` (EMA of batch-mean head gradients; ``ema_decay`` sets its memory).
+        reference: reference gradient ``gbar``: ``"batch"`` (the weighted batch mean: an unbiased
+            estimate of the full-data gradient from the kept samples); ``"ema"`` (EMA of batch-mean
+            head gradients; ``ema_decay`` sets its memory); ``"pruned"`` (mean head gradient of the
+            epoch's pruned samples from a forward-only pass at epoch start: the paper's question, how
+            much fitting k helps the samples left out; the module must define ``per_sample_loss(batch)``);
+            ``"all"`` (the kept batch and the pruned reference mixed by their shares of the data).
+            Epochs that prune nothing use ``"batch"``.
+        reference_size: pruned samples the forward-only pass scores per epoch (a uniform subsample).
         ema_decay: decay of the EMA reference.
         score: which quantity ranks the samples (the lowest are candidates):
             ``"igd"``: ``eta <g_k, gbar>``, the first-order loss increase from removing k (DESIGN.md 2);
@@ -53,6 +60,7 @@ class TED(PruningMethod):
         ema_decay: float = 0.9,
         score: str = "igd",
         max_staleness: int | None = None,
+        reference_size: int = 2048,
     ) -> None:
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {alpha!r}")
@@ -66,6 +74,9 @@ class TED(PruningMethod):
             raise ValueError(f"score must be one of {SCORES}, got {score!r}")
         if max_staleness is not None and max_staleness < 2:
             raise ValueError(f"max_staleness must be >= 2 epochs (or None to disable), got {max_staleness!r}")
+        if reference_size < 1:
+            raise ValueError(f"reference_size must be >= 1 pruned samples per epoch, got {reference_size!r}")
+        self.reference_size = int(reference_size)
         self.score = score
         self.max_staleness = max_staleness
         self.alpha = float(alpha)
