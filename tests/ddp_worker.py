@@ -3,11 +3,13 @@
 Run as ``python tests/ddp_worker.py OUT_DIR DEVICES BATCH_SIZE [CKPT]``; Lightning's ``ddp`` strategy
 re-launches this script for the other ranks. Each rank writes ``OUT_DIR/rank{r}.pt``. Without ``CKPT`` the
 run also saves checkpoints after epoch 1 (``OUT_DIR/epoch1.ckpt``) and in the middle of epoch 2
-(``OUT_DIR/mid.ckpt``); with ``CKPT`` it resumes from that checkpoint.
+(``OUT_DIR/mid.ckpt``); with ``CKPT`` it resumes from that checkpoint. ``TED_REFERENCE`` in the
+environment picks TED's reference (default ``ema``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -32,20 +34,22 @@ def main(out: str, devices: int, batch_size: int, ckpt: str | None = None) -> No
     test = load_image_classification("MNIST", train=False, limit=2000)
     dm = DynamicPruningDataModule(
         full,
-        method=TED(reference="ema"),  # per-rank EMA reference: its checkpointing is tested too
+        # default: the per-rank EMA reference, so its checkpointing is tested too
+        method=TED(reference=os.environ.get("TED_REFERENCE", "ema"), reference_size=300),
         schedule=RollerCoasterSchedule(ratio=0.5, beta=0.5, anneal=0.0),
         test_dataset=test,
         batch_size=batch_size,
         seed=0,
     )
     recorder = EpochRecorder()
+    pruning = TEDPruningCallback()
     savers = [] if ckpt else [SaveAt(Path(out) / "epoch1.ckpt", 1, "end"), SaveAt(Path(out) / "mid.ckpt", 2, MID_BATCH)]
     trainer = L.Trainer(
         max_epochs=EPOCHS,
         accelerator="cpu",
         devices=devices,
         strategy="ddp" if devices > 1 else "auto",
-        callbacks=[TEDPruningCallback(), recorder, *savers],
+        callbacks=[pruning, recorder, *savers],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -65,6 +69,7 @@ def main(out: str, devices: int, batch_size: int, ckpt: str | None = None) -> No
             "acc": acc,
             "world_size": trainer.world_size,
             "params": [p.detach().clone() for p in model.parameters()],
+            "pruned_ref": pruning._pruned_ref,
         },
         Path(out) / f"rank{trainer.global_rank}.pt",
     )

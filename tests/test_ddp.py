@@ -20,9 +20,9 @@ WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
 pytestmark = [pytest.mark.ddp, pytest.mark.slow, requires_mnist]
 
 
-def _launch(out: Path, devices: int, batch_size: int, ckpt: Path | None = None) -> list[dict]:
+def _launch(out: Path, devices: int, batch_size: int, ckpt: Path | None = None, reference="ema") -> list[dict]:
     out.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(WORKER.parent.parent), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(WORKER.parent.parent), OMP_NUM_THREADS="1", TED_REFERENCE=reference)
     proc = subprocess.run(
         [sys.executable, str(WORKER), str(out), str(devices), str(batch_size), *([str(ckpt)] if ckpt else [])],
         env=env,
@@ -109,3 +109,15 @@ def test_resume_mid_epoch_under_ddp_neither_repeats_nor_skips(runs, resumed):
         assert _same_params(again, full)
         assert torch.equal(again["score"], full["score"])
         assert torch.equal(again["seen_count"], full["seen_count"])
+
+
+def test_pruned_reference_is_one_all_reduce_identical_on_every_rank(tmp_path):
+    """Each rank scores its stride of the pruned subsample; the summed reference is the same on both."""
+    r0, r1 = _launch(tmp_path / "pruned", devices=2, batch_size=32, reference="pruned")
+    epoch, ref_w, ref_b = r0["pruned_ref"]
+    assert epoch == 3 and ref_w is not None  # the last epoch prunes (anneal=0), so a reference exists
+    assert r1["pruned_ref"][0] == epoch
+    assert torch.equal(ref_w, r1["pruned_ref"][1]) and torch.equal(ref_b, r1["pruned_ref"][2])
+    assert torch.equal(r0["score"], r1["score"]) and torch.isfinite(r0["score"]).all()
+    for e in r0["kept"]:
+        assert torch.equal(r0["kept"][e], r1["kept"][e])
