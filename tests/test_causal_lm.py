@@ -7,6 +7,8 @@ sequence's LM-head gradient with ``torch.autograd.grad`` on that sequence's loss
 from __future__ import annotations
 
 import copy
+import sys
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -168,3 +170,19 @@ def test_memory_stays_at_the_logits_size_for_a_32k_vocabulary(score):
     cb = MeasuredCallback()
     make_trainer(1, callbacks=[cb], limit_train_batches=3).fit(model, datamodule=dm)
     assert 0 < cb.largest <= b * t * vocab < b * vocab * d  # a per-sample gradient would be B x V x d
+
+
+@requires_sst2
+@pytest.mark.slow
+def test_quick_lm_experiment_reports_perplexity_for_every_method(tmp_path):
+    """experiments/lm_ted.py keeps working: every method trains and gets a finite dev perplexity."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import lm_ted
+
+    text = lm_ted.main(["--quick", "--workers", "1", "--ratios", "0.3", "--out", str(tmp_path)])
+    rows = [line.split("|") for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r[1].strip() for r in rows] == ["full", "random", "infobatch", "ted"]
+    for r in rows:
+        ppl = float(r[4].split("±")[0])
+        assert 1.0 < ppl < 500  # 500-word vocabulary: a perplexity above it would be worse than uniform
+    assert float(rows[3][3].strip().rstrip("%")) > 10  # TED saved sample-passes
