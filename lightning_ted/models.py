@@ -83,13 +83,16 @@ class Classifier(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.net(*inputs)
 
     def per_sample_loss(self, batch) -> torch.Tensor:
-        """Cross-entropy of every sample (``reduction="none"``); TED's forward-only pass calls it too."""
-        x, y = batch
-        return F.cross_entropy(self(x), y, reduction="none")
+        """Cross-entropy of every sample (``reduction="none"``); TED's forward-only pass calls it too.
+
+        A batch is ``(*inputs, labels)``: ``(x, y)`` for images, ``(ids, mask, y)`` for an encoder.
+        """
+        *inputs, y = batch
+        return F.cross_entropy(self(*inputs), y, reduction="none")
 
     def training_step(self, batch, batch_idx):
         return pruned_loss(self, self.per_sample_loss(batch))
@@ -101,8 +104,8 @@ class Classifier(L.LightningModule):
         self._evaluate(batch, "test", self.test_acc)
 
     def _evaluate(self, batch, split: str, metric: MulticlassAccuracy) -> None:
-        x, y = batch
-        logits = self(x)
+        *inputs, y = batch
+        logits = self(*inputs)
         metric(logits, y)
         self.log(f"{split}_loss", F.cross_entropy(logits, y))
         self.log(f"{split}_acc", metric, prog_bar=True)

@@ -55,6 +55,8 @@ def pruned_indices(selection: Selection, size: int, generator: torch.Generator) 
 
 
 def _batches(dataset: Dataset, indices: Tensor, batch_size: int, collate_fn: Any):
+    if indices.numel() == 0:  # (an empty tensor still splits into one empty chunk)
+        return
     if isinstance(dataset, TensorDataset) and collate_fn in (None, default_collate):
         for chunk in indices.split(batch_size):
             yield [t[chunk] for t in dataset.tensors]
