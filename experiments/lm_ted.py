@@ -13,14 +13,10 @@ over seeds, Δ vs ``full`` in percent, the saved share of sample-passes and the 
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
-import statistics
 import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
@@ -28,22 +24,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare  # noqa: E402
+from paired_grid import Run, paired_runs, run_all, table, write_runs  # noqa: E402
 
 from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback  # noqa: E402
 from lightning_ted.datasets import load_sst2  # noqa: E402
 from lightning_ted.language_model import CausalLM, TinyGPT, perplexity  # noqa: E402
 
 METHODS = ["full", "random", "infobatch", "ted"]
-
-
-@dataclass
-class Run:
-    method: str
-    ratio: float
-    seed: int
-    saved: float = 0.0
-    val_ppl: float = 0.0
-    seconds: float = 0.0
 
 
 def _data(args):
@@ -88,35 +75,8 @@ def run_one(run: Run, args) -> Run:
     trainer.fit(model, datamodule=dm)
     run.seconds = time.perf_counter() - start
     run.saved = dm.saved_fraction(args.epochs - 1)
-    run.val_ppl = perplexity(model, dev)
+    run.metric = perplexity(model, dev)
     return run
-
-
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
-
-
-def table(runs: list[Run], header: str) -> str:
-    full = {r.seed: r for r in runs if r.method == "full"}
-    lines = [
-        header,
-        "",
-        "| method | target s | saved | val perplexity | Δ ppl vs full | time (s) | speedup vs full |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    keys = sorted({(r.ratio, r.method) for r in runs}, key=lambda k: (k[0], METHODS.index(k[1].split(":")[0])))
-    for ratio, method in keys:
-        group = [r for r in runs if (r.ratio, r.method) == (ratio, method)]
-        ppl, ppl_sd = _mean_std([r.val_ppl for r in group])
-        rel = statistics.fmean(100 * (r.val_ppl / full[r.seed].val_ppl - 1) for r in group)
-        speed = statistics.fmean(full[r.seed].seconds / r.seconds for r in group)
-        saved = statistics.fmean(r.saved for r in group)
-        secs = statistics.fmean(r.seconds for r in group)
-        lines.append(
-            f"| {method} | {ratio} | {100 * saved:.1f}% | {ppl:.2f} ± {ppl_sd:.2f} | {rel:+.2f}% | {secs:.1f} "
-            f"| {speed:.2f}x |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -142,17 +102,9 @@ def main(argv: list[str] | None = None) -> str:
         args.seeds, args.epochs, args.n_train, args.n_dev = args.seeds[:1], 2, 600, 200
         args.dim, args.layers, args.vocab = 32, 1, 500
     args.threads = max(1, torch.get_num_threads() // max(1, args.workers))
-    runs = [Run("full", 0.0, s) for s in args.seeds]
-    runs += [Run(m, r, s) for r in args.ratios for s in args.seeds for m in METHODS[1:]]
+    runs = paired_runs(METHODS, args.ratios, args.seeds)
     start = time.perf_counter()
-    if args.workers <= 1:
-        done = [run_one(r, args) for r in runs]
-    else:
-        with ProcessPoolExecutor(args.workers) as pool:
-            done = list(pool.map(run_one, runs, [args] * len(runs)))
-    for r in done:
-        saved = f"{100 * r.saved:5.1f}%"
-        print(f"{r.method:10s} s={r.ratio} seed={r.seed} saved={saved} ppl={r.val_ppl:8.2f} {r.seconds:6.1f}s")
+    done = run_all(run_one, runs, args, args.workers)
     ids, dev, vocab = _data(args)
     header = (
         f"TinyGPT (dim {args.dim}, {args.layers} layers, vocab {vocab}) on {ids.shape[0]} SST-2 training sentences "
@@ -160,14 +112,11 @@ def main(argv: list[str] | None = None) -> str:
         f"roller-coaster beta={args.beta}, seeds {args.seeds}; dev perplexity on {dev.shape[0]} sentences; "
         f"{args.workers} parallel runs x {args.threads} threads; grid took {time.perf_counter() - start:.0f} s"
     )
-    text = table(done, header)
+    text = table(done, header, "val perplexity", relative=True, order=METHODS)
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.quick:
         (args.out / "lm_sst2.md").write_text(text)
-        with open(args.out / "lm_sst2_runs.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(asdict(done[0])))
-            writer.writeheader()
-            writer.writerows(asdict(r) for r in done)
+        write_runs(done, args.out / "lm_sst2_runs.csv")
     print(text)
     return text
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
@@ -76,3 +79,17 @@ def test_fine_tuning_with_ted_prunes_and_scores_from_the_head(minilm, reference)
     assert torch.isfinite(dm.state.score).all() and dm.state.nonfinite_count == 0
     assert (dm.state.score[dm.state.seen > 0] != 0).any()  # terms from the head, not a constant
     assert 0.0 <= trainer.callback_metrics["val_acc"] <= 1.0
+
+
+@pytest.mark.slow
+def test_quick_nlu_experiment_reports_dev_accuracy(tmp_path):
+    """experiments/nlu_ted.py keeps working: full and TED fine-tune and get a dev accuracy each."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import nlu_ted
+
+    text = nlu_ted.main(["--quick", "--methods", "full", "ted", "--ratios", "0.3", "--out", str(tmp_path)])
+    rows = [line.split("|") for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r[1].strip() for r in rows] == ["full", "ted"]
+    for r in rows:
+        assert 0.0 <= float(r[4].split("±")[0]) <= 100.0
+    assert float(rows[1][3].strip().rstrip("%")) > 10  # TED saved sample-passes
