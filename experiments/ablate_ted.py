@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import statistics
 import sys
@@ -104,6 +105,26 @@ def report(outcomes, tasks, ratios, seeds, header: str) -> str:
     return "\n".join(lines)
 
 
+def _key(run) -> tuple:
+    return (run.task, run.method, float(run.ratio), int(run.seed))
+
+
+def _read_cache(path: Path | None) -> dict[tuple, compare.Outcome]:
+    if path is None or not path.exists():
+        return {}
+    outcomes = [compare.Outcome(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    return {_key(o): o for o in outcomes}
+
+
+def _appender(path: Path | None):
+    def append(outcome: compare.Outcome) -> None:
+        if path is not None:
+            with open(path, "a") as fh:
+                fh.write(json.dumps(asdict(outcome)) + "\n")
+
+    return append
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["fashion", "noisy_fashion", "sst2", "noisy_sst2"])
@@ -118,8 +139,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", type=Path, default=compare.RESULTS)
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="JSON-lines file of finished runs: each run is appended when it ends and skipped when found "
+        "(an interrupted grid resumes where it stopped)",
+    )
     args = parser.parse_args(argv)
     threads = max(1, torch.get_num_threads() // max(1, args.workers))
+    cached = _read_cache(args.cache)
     outcomes = []
     start = time.perf_counter()
     for task in args.tasks:
@@ -140,7 +169,9 @@ def main(argv: list[str] | None = None) -> None:
             for m in [*BASELINES, *VARIANTS]
             for r in ([0.0] if m == "full" else args.ratios)
         ]
-        outcomes += compare._run_all(jobs, settings, args.workers)
+        done = [cached[_key(j)] for j in jobs if _key(j) in cached]
+        todo = [j for j in jobs if _key(j) not in cached]
+        outcomes += done + compare._run_all(todo, settings, args.workers, on_done=_appender(args.cache))
     header = (
         f"# TED ablation: {args.tasks}, ratios {args.ratios}, {3 if args.quick else args.epochs} epochs, "
         f"roller-coaster beta={args.beta}, {args.workers} parallel runs x {threads} threads, torch "

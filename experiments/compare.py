@@ -281,20 +281,20 @@ def run_job(job: Job, settings: Settings) -> Outcome:
     )
 
 
-def _run_all(jobs: list[Job], settings: Settings, workers: int) -> list[Outcome]:
+def _run_all(jobs: list[Job], settings: Settings, workers: int, on_done=None) -> list[Outcome]:
+    """Run the jobs (in ``workers`` processes); ``on_done(outcome)`` is called as each one finishes."""
+
+    def finished(outcome: Outcome) -> Outcome:
+        print(_progress(outcome), flush=True)
+        if on_done is not None:
+            on_done(outcome)
+        return outcome
+
     if workers <= 1:
-        out = []
-        for job in jobs:
-            out.append(run_job(job, settings))
-            print(_progress(out[-1]), flush=True)
-        return out
+        return [finished(run_job(job, settings)) for job in jobs]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(run_job, job, settings) for job in jobs]
-        out = []
-        for f in futures:
-            out.append(f.result())
-            print(_progress(out[-1]), flush=True)
-        return out
+        return [finished(f.result()) for f in futures]
 
 
 def _progress(o: Outcome) -> str:
