@@ -32,6 +32,7 @@ import compare  # noqa: E402
 BASELINES = ["full", "infobatch", "random:reweight=true"]
 VARIANTS = [
     "ted",
+    "ted:max_staleness=4",
     "ted:q=0.8,max_staleness=4",
     "ted:score=cross,q=0.8,max_staleness=4",
     "ted:score=ratio,q=0.8,max_staleness=4",

@@ -124,7 +124,9 @@ def stale_protected_selection(
     Stale samples are taken out of the candidates (as if unscored), so each is trained, and re-scored,
     at most ``max_age`` epochs after its last visit. If the fresh scored samples are fewer than the
     drop count, the kept count still follows the schedule: every fresh sample and the least stale of
-    the others are dropped (hard, weight 1), so the stalest are the ones trained.
+    the others are dropped, so the stalest are the ones trained. Kept sets then rotate through the
+    data like RS2's, each sample kept in a share ``1 - p`` of such epochs, so every kept sample weighs
+    ``N / kept``: the epoch's total weight stays ``N`` (weight 1 would shrink the step by ``1 - p``).
     """
     stale = (age >= max_age) & torch.isfinite(scores)
     if not bool(stale.any()):
@@ -136,7 +138,8 @@ def stale_protected_selection(
     fresh_finite = torch.isfinite(scores) & ~stale
     top = float(scores[fresh_finite].max()) if n_fresh else 0.0
     aged = (abs(top) + 1.0) + (age - max_age).to(torch.float32)  # above every fresh score, stalest highest
-    return random_drop_selection(torch.where(stale, aged, scores), prune_ratio, 1.0, generator)
+    hard = random_drop_selection(torch.where(stale, aged, scores), prune_ratio, 1.0, generator)
+    return Selection(hard.indices, 0, scores.numel() / max(1, len(hard)), scores.numel(), prune_ratio)
 
 
 def random_drop_selection(scores: Tensor, prune_ratio: float, q: float, generator: torch.Generator) -> Selection:

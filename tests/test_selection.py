@@ -292,6 +292,9 @@ def test_when_stale_samples_do_not_fit_the_stalest_are_kept():
     age = torch.tensor([9, 8, 7, 6, 5, 4, 1, 1, 1, 1])  # six stale (age >= 4), four fresh
     sel = stale_protected_selection(scores, age, 4, 0.7, 0.5, epoch_generator(0, 1))
     assert sorted(sel.indices.tolist()) == [0, 1, 2]  # 3 kept: the three stalest
+    # a rotation like RS2's: the kept weigh N / kept, so the epoch's total weight stays N
+    assert torch.allclose(sel.weights, torch.full((3,), 10 / 3))
+    assert float(sel.weights.sum()) == pytest.approx(10.0)
 
 
 def test_max_staleness_below_two_is_rejected():
