@@ -134,12 +134,33 @@ def stale_protected_selection(
     n_drop = int(round(prune_ratio * scores.numel()))
     n_fresh = int(torch.count_nonzero(torch.isfinite(scores))) - int(torch.count_nonzero(stale))
     if n_drop <= n_fresh:
-        return random_drop_selection(scores.masked_fill(stale, math.inf), prune_ratio, q, generator)
+        return _stale_into_pool(
+            random_drop_selection(scores.masked_fill(stale, math.inf), prune_ratio, q, generator), stale
+        )
     fresh_finite = torch.isfinite(scores) & ~stale
     top = float(scores[fresh_finite].max()) if n_fresh else 0.0
     aged = (abs(top) + 1.0) + (age - max_age).to(torch.float32)  # above every fresh score, stalest highest
     hard = random_drop_selection(torch.where(stale, aged, scores), prune_ratio, 1.0, generator)
     return Selection(hard.indices, 0, scores.numel() / max(1, len(hard)), scores.numel(), prune_ratio)
+
+
+def _stale_into_pool(sel: Selection, stale: Tensor) -> Selection:
+    """Weigh the kept stale samples like the kept candidates: both are the pool the rotation draws from.
+
+    Left at weight 1 beside the candidates, a large stale wave leaves few kept candidates to carry the
+    whole pool's weight (22x at s = 0.7 on Fashion-MNIST, which cost 1.9 points); as members of the pool
+    every kept member weighs ``pool / kept members``, and the total weight stays ``N``.
+    """
+    if len(sel) == sel.num_samples or sel.num_unit_weight == 0:
+        return sel
+    unit = sel.indices[: sel.num_unit_weight]
+    unit_stale = stale[unit]
+    n_stale = int(torch.count_nonzero(unit_stale))
+    n_kept_cand = len(sel) - sel.num_unit_weight
+    pool = sel.num_samples - (sel.num_unit_weight - n_stale)  # every sample that is not a plain keep
+    indices = torch.cat([unit[~unit_stale], unit[unit_stale], sel.indices[sel.num_unit_weight :]])
+    weight = pool / (n_stale + n_kept_cand)
+    return Selection(indices, sel.num_unit_weight - n_stale, weight, sel.num_samples, sel.target_ratio)
 
 
 def random_drop_selection(scores: Tensor, prune_ratio: float, q: float, generator: torch.Generator) -> Selection:

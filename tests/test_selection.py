@@ -297,6 +297,39 @@ def test_when_stale_samples_do_not_fit_the_stalest_are_kept():
     assert float(sel.weights.sum()) == pytest.approx(10.0)
 
 
+def test_kept_stale_samples_share_the_candidate_pool_weight():
+    """Stale samples kept by the rule weigh like the kept candidates, plain high scores weigh 1, sum is N."""
+    from lightning_ted.selection import stale_protected_selection
+
+    scores = torch.arange(10, dtype=torch.float32)
+    age = torch.tensor([5, 4, 1, 1, 1, 1, 1, 1, 1, 1])  # samples 0 and 1 are stale
+    sel = stale_protected_selection(scores, age, 4, 0.3, 0.5, epoch_generator(0, 1))
+    weight = dict(zip(sel.indices.tolist(), sel.weights.tolist(), strict=True))
+    assert len(sel) == 7 and {0, 1, 8, 9} <= set(weight)  # 3 of the candidates 2..7 dropped
+    assert weight[8] == weight[9] == 1.0  # above the candidates: plain keeps
+    pool_weight = 8 / 5  # pool: the 6 candidates and 2 stale; kept members: 3 candidates and 2 stale
+    assert all(w == pytest.approx(pool_weight) for i, w in weight.items() if i not in (8, 9))
+    assert float(sel.weights.sum()) == pytest.approx(10.0)
+
+
+def test_a_stale_wave_does_not_concentrate_the_weight_on_a_few_candidates():
+    """s = 0.7 with every sample a candidate: the kept set weighs N / kept uniformly, as in RS2."""
+    ratios = [0.0] + [0.7] * 8
+    from lightning_ted.state import ScoreState
+
+    n, method = 3000, TED(max_staleness=4)
+    state = ScoreState(n)
+    for epoch, ratio in enumerate(ratios):
+        if ratio == 0.0:
+            kept, weights = torch.arange(n), torch.ones(n)
+        else:
+            sel = method.select(state, ratio, epoch_generator(0, epoch))
+            kept, weights = sel.indices, sel.weights
+            assert float(weights.max()) == pytest.approx(n / len(sel))  # no sample carries more
+            assert float(weights.sum()) == pytest.approx(n)
+        state.apply(kept, torch.rand(len(kept)), method.alpha, epoch)
+
+
 def test_max_staleness_below_two_is_rejected():
     with pytest.raises(ValueError, match="max_staleness"):
         TED(max_staleness=1)
