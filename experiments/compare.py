@@ -175,6 +175,8 @@ def parse_method(spec: str):
             kwargs[key] = int(value) if value.isdigit() else float(value) if "." in value else value
             if value in ("true", "false"):
                 kwargs[key] = value == "true"
+            if value == "none":
+                kwargs[key] = None
         except ValueError:
             kwargs[key] = value
     return METHODS[name](**kwargs)

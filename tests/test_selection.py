@@ -270,14 +270,28 @@ def test_stale_samples_are_trained_at_least_every_k_epochs(q, k):
     longest, kept, _ = _simulate(TED(q=q, max_staleness=k), ratios)
     assert longest <= k
     assert kept[1:] == [2000] * 15
-    unprotected, _, _ = _simulate(TED(q=q), ratios)
+    unprotected, _, _ = _simulate(TED(q=q, max_staleness=None), ratios)
     assert unprotected > k  # without the rule some samples are left out longer
+
+
+@pytest.mark.parametrize(("ratio", "bound"), [(0.3, 4), (0.5, 4), (0.65, 4), (0.7, 5), (0.8, 6), (0.9, 11)])
+def test_under_the_default_every_sample_is_trained_at_least_every_k_epochs(ratio, bound):
+    """TED() keeps K = 4: on fixed scores (the lock-out case) the longest gap between two trainings is
+    ``max(4, ceil(1 / (1 - p)) + 1)``: 4 up to p = 0.65; above, a full rotation of the kept share takes
+    ``1 / (1 - p)`` epochs and the first stale wave one more."""
+    assert TED().max_staleness == 4
+    assert bound == max(4, math.ceil(1 / (1 - Fraction(str(ratio)))) + 1)  # exact: 1 / 0.2 is 5, not 5.000001
+    ratios = [0.0] + [ratio] * 15
+    for seed in (0, 1):
+        longest, kept, _ = _simulate(TED(), ratios, seed=seed)
+        assert longest == bound
+        assert kept[1:] == [round((1 - ratio) * 4000)] * 15
 
 
 def test_hard_pruning_no_longer_locks_the_same_samples_out():
     """q=1 on fixed scores drops the same set every epoch (overlap 1); the staleness rule rotates it."""
     ratios = [0.0] + [0.7] * 12
-    _, _, locked = _simulate(TED(q=1.0), ratios)
+    _, _, locked = _simulate(TED(q=1.0, max_staleness=None), ratios)
     assert min(locked[1:]) == 1.0  # from the second pruned epoch on (the first compares with epoch 0)
     _, kept, rotating = _simulate(TED(q=1.0, max_staleness=4), ratios)
     assert max(rotating[-6:]) < 1.0 and sum(rotating[-6:]) / 6 < 0.8  # after the first stale wave

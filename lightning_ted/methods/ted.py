@@ -46,7 +46,11 @@ class TED(PruningMethod):
         max_staleness: ``K``: a sample left out of training for ``K - 1`` epochs in a row is no longer a
             candidate (its score was measured on an older model), so it is trained and re-scored at the
             latest ``K`` epochs after its last visit, whenever the stale samples fit in the kept set
-            (otherwise the stalest go first, hard). ``None`` disables the rule.
+            (otherwise the stalest go first): on fixed scores the longest gap between two trainings is
+            ``max(K, ceil(1 / (1 - p)) + 1)`` epochs, K up to p = 0.65 with K = 4 (a kept share below 1/K
+            cannot rotate faster). Kept stale samples weigh like the kept candidates. The
+            default ``K = 4`` tied the best variant on validation in ``experiments/ablate_ted.py``
+            (76.53 vs 76.55 mean accuracy) and guarantees coverage; ``None`` disables the rule.
     """
 
     name = "ted"
@@ -59,7 +63,7 @@ class TED(PruningMethod):
         reference: str = "batch",
         ema_decay: float = 0.9,
         score: str = "igd",
-        max_staleness: int | None = None,
+        max_staleness: int | None = 4,
         reference_size: int = 2048,
     ) -> None:
         if not 0.0 <= alpha < 1.0:
