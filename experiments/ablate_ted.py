@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     header = (
         f"# TED ablation: {args.tasks}, ratios {args.ratios}, {3 if args.quick else args.epochs} epochs, "
         f"roller-coaster beta={args.beta}, {args.workers} parallel runs x {threads} threads, torch "
-        f"{torch.__version__}; took {time.perf_counter() - start:.0f} s"
+        f"{torch.__version__}; this invocation took {time.perf_counter() - start:.0f} s, the runs "
+        f"{sum(o.seconds for o in outcomes) / 60:.0f} CPU-process minutes in all (cached runs included)"
     )
     text = report(outcomes, args.tasks, args.ratios, args.seeds, header)
     args.out.mkdir(parents=True, exist_ok=True)
