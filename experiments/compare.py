@@ -41,11 +41,11 @@ from lightning_ted import (
     METHODS,
     DynamicPruningDataModule,
     RollerCoasterSchedule,
-    TEDPruningCallback,
     build_method,
     pruned_loss,
 )
 from lightning_ted.datasets import load_image_classification, load_sst2
+from lightning_ted.demo import timed_fit
 from lightning_ted.models import SmallCNN, TextCNN
 from lightning_ted.plots import plot_accuracy_vs_saved
 
@@ -256,19 +256,7 @@ def run_job(job: Job, settings: Settings) -> Outcome:
         seed=job.seed,
     )
     noise = PrunedNoise(task.noisy)
-    trainer = L.Trainer(
-        max_epochs=settings.epochs,
-        accelerator="cpu",
-        callbacks=[TEDPruningCallback(), noise],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
-    seconds = time.perf_counter() - start
+    _, seconds = timed_fit(model, dm, settings.epochs, callbacks=[noise])
     share = noise.noisy_pruned / noise.pruned if noise.pruned else float("nan")
     return Outcome(
         job.task,

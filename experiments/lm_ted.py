@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare  # noqa: E402
 from paired_grid import Run, paired_runs, run_all, table, write_runs  # noqa: E402
 
-from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback  # noqa: E402
+from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule  # noqa: E402
 from lightning_ted.datasets import load_sst2  # noqa: E402
+from lightning_ted.demo import timed_fit  # noqa: E402
 from lightning_ted.language_model import CausalLM, TinyGPT, perplexity  # noqa: E402
 
 METHODS = ["full", "random", "infobatch", "ted"]
@@ -61,19 +62,7 @@ def run_one(run: Run, args) -> Run:
         batch_size=args.batch_size,
         seed=run.seed,
     )
-    trainer = L.Trainer(
-        max_epochs=args.epochs,
-        accelerator="cpu",
-        callbacks=[TEDPruningCallback()],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
-    run.seconds = time.perf_counter() - start
+    _, run.seconds = timed_fit(model, dm, args.epochs)
     run.saved = dm.saved_fraction(args.epochs - 1)
     run.metric = perplexity(model, dev)
     return run

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare  # noqa: E402
 from paired_grid import Run, paired_runs, run_all, table, write_runs  # noqa: E402
 
-from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback  # noqa: E402
+from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule  # noqa: E402
+from lightning_ted.demo import timed_fit  # noqa: E402
 from lightning_ted.models import Classifier  # noqa: E402
 from lightning_ted.nlu import EncoderClassifier, load_encoder, tokenize_sst2  # noqa: E402
 
@@ -62,21 +63,7 @@ def run_one(run: Run, args) -> Run:
         batch_size=args.batch_size,
         seed=run.seed,
     )
-    trainer = L.Trainer(
-        max_epochs=args.epochs,
-        accelerator=args.accelerator,
-        devices=1,
-        precision=args.precision,
-        callbacks=[TEDPruningCallback()],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
-    run.seconds = time.perf_counter() - start
+    _, run.seconds = timed_fit(model, dm, args.epochs, accelerator=args.accelerator, precision=args.precision)
     run.saved = dm.saved_fraction(args.epochs - 1)
     run.metric = _accuracy(net.cpu().float(), dev)
     return run

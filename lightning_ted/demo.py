@@ -10,6 +10,7 @@ import argparse
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import lightning as L
@@ -74,6 +75,36 @@ class RunResult:
     kept_per_epoch: list[int]
 
 
+def timed_fit(
+    model: L.LightningModule,
+    datamodule: DynamicPruningDataModule,
+    max_epochs: int,
+    callbacks: Sequence[L.Callback] = (),
+    accelerator: str = "cpu",
+    **trainer_kwargs,
+) -> tuple[L.Trainer, float]:
+    """Fit ``model`` on one device with the pruning callback and no logging, checkpoints or progress bar.
+
+    Returns the trainer (for ``test``) and the fit's wall time: the benchmarks compare these times side
+    by side, so every one of them builds the same quiet trainer here.
+    """
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        devices=1,
+        callbacks=[TEDPruningCallback(), *callbacks],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **trainer_kwargs,
+    )
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule)
+    return trainer, time.perf_counter() - start
+
+
 def run(
     method: PruningMethod,
     *,
@@ -99,21 +130,7 @@ def run(
         batch_size=batch_size,
         seed=seed,
     )
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        callbacks=[TEDPruningCallback()],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        **trainer_kwargs,
-    )
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
-    seconds = time.perf_counter() - start
+    trainer, seconds = timed_fit(model, dm, epochs, **trainer_kwargs)
     acc = trainer.test(model, datamodule=dm, verbose=False)[0]["test_acc"]
     return RunResult(name, 100.0 * acc, dm.saved_fraction(epochs - 1), seconds, dm.kept_history.tolist())
 
