@@ -157,9 +157,14 @@ class TaskModule(L.LightningModule):
 
 @torch.no_grad()
 def accuracy(net: nn.Module, data: TensorDataset, batch: int = 1000) -> float:
+    """Test accuracy (%) of ``net`` on ``(*inputs, labels)`` tensors, ``batch`` rows at a time."""
     net.eval()
-    x, y = data.tensors
-    correct = sum(int((net(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum()) for i in range(0, len(y), batch))
+    *inputs, y = data.tensors
+    with torch.no_grad():
+        correct = sum(
+            int((net(*(t[i : i + batch] for t in inputs)).argmax(1) == y[i : i + batch]).sum())
+            for i in range(0, len(y), batch)
+        )
     return 100.0 * correct / len(y)
 
 

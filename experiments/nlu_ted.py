@@ -35,17 +35,6 @@ from lightning_ted.nlu import EncoderClassifier, load_encoder, tokenize_sst2  # 
 METHODS = ["full", "random", "infobatch", "ted"]
 
 
-def _accuracy(net: torch.nn.Module, data, batch: int = 128) -> float:
-    net.eval()
-    ids, mask, labels = data.tensors
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, labels.shape[0], batch):
-            logits = net(ids[i : i + batch], mask[i : i + batch])
-            correct += int((logits.argmax(1) == labels[i : i + batch]).sum())
-    return 100.0 * correct / labels.shape[0]
-
-
 def run_one(run: Run, args) -> Run:
     torch.set_num_threads(args.threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -65,7 +54,7 @@ def run_one(run: Run, args) -> Run:
     )
     _, run.seconds = timed_fit(model, dm, args.epochs, accelerator=args.accelerator, precision=args.precision)
     run.saved = dm.saved_fraction(args.epochs - 1)
-    run.metric = _accuracy(net.cpu().float(), dev)
+    run.metric = compare.accuracy(net.cpu().float(), dev, batch=128)
     return run
 
 
