@@ -44,10 +44,10 @@ from lightning_ted import (
     build_method,
     pruned_loss,
 )
-from lightning_ted.datasets import load_image_classification, load_sst2
-from lightning_ted.demo import timed_fit
-from lightning_ted.models import SmallCNN, TextCNN
-from lightning_ted.plots import plot_accuracy_vs_saved
+from lightning_ted.observe.plots import plot_accuracy_vs_saved
+from lightning_ted.zoo.datasets import load_image_classification, load_sst2
+from lightning_ted.zoo.demo import timed_fit
+from lightning_ted.zoo.models import SmallCNN, TextCNN
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL_METHODS = [

@@ -27,9 +27,9 @@ import compare  # noqa: E402
 from paired_grid import Run, paired_runs, run_all, table, write_runs  # noqa: E402
 
 from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule  # noqa: E402
-from lightning_ted.datasets import load_sst2  # noqa: E402
-from lightning_ted.demo import timed_fit  # noqa: E402
-from lightning_ted.language_model import CausalLM, TinyGPT, perplexity  # noqa: E402
+from lightning_ted.zoo.datasets import load_sst2  # noqa: E402
+from lightning_ted.zoo.demo import timed_fit  # noqa: E402
+from lightning_ted.zoo.language_model import CausalLM, TinyGPT, perplexity  # noqa: E402
 
 METHODS = ["full", "random", "infobatch", "ted"]
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from lightning_ted.datasets import load_image_classification
-from lightning_ted.demo import run
 from lightning_ted.methods import TED, FullData
+from lightning_ted.zoo.datasets import load_image_classification
+from lightning_ted.zoo.demo import run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

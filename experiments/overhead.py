@@ -29,8 +29,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_ted import TED, ConstantSchedule, DynamicPruningDataModule, TEDPruningCallback, pruned_loss
-from lightning_ted.datasets import load_image_classification
-from lightning_ted.demo import ImageClassifier
+from lightning_ted.zoo.datasets import load_image_classification
+from lightning_ted.zoo.demo import ImageClassifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -2,8 +2,7 @@
 
 from lightning_ted.callback import TEDPruningCallback
 from lightning_ted.datamodule import DynamicPruningDataModule, IndexedSample
-from lightning_ted.distill import distillation_loss
-from lightning_ted.loss import pruned_loss
+from lightning_ted.loss import distillation_loss, pruned_loss, sequence_loss
 from lightning_ted.methods import (
     CAT,
     CCS,
@@ -48,5 +47,6 @@ __all__ = [
     "TEDPruningCallback",
     "build_method",
     "pruned_loss",
+    "sequence_loss",
 ]
 __version__ = "0.1.0"

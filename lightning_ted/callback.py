@@ -17,8 +17,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lightning_ted.datamodule import DynamicPruningDataModule
-from lightning_ted.epoch_metrics import define_epoch_charts, epoch_scalars, log_score_histogram
 from lightning_ted.methods.ted import FORWARD_REFERENCES
+from lightning_ted.observe.epoch_metrics import define_epoch_charts, epoch_scalars, log_score_histogram
 from lightning_ted.pruned_reference import pruned_indices, pruned_reference, require_loss_method
 from lightning_ted.selection import epoch_generator
 from lightning_ted.taylor import (

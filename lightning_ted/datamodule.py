@@ -9,168 +9,29 @@ Validation and test loaders are untouched.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset, default_collate
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
+from lightning_ted.loader import (
+    BatchContext,
+    EpochCursor,
+    EpochShuffleSampler,
+    IndexedCollate,
+    IndexedSample,
+    KeptDataset,
+    PruningDataLoader,
+    batches_per_rank,
+)
 from lightning_ted.methods import PruningMethod, build_method
+from lightning_ted.observe.labels import dataset_labels
 from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
 from lightning_ted.selection import Selection, epoch_generator
 from lightning_ted.state import Observations, ScoreState, gather_observations
-
-
-class IndexedSample(NamedTuple):
-    """A training item (or collated batch) with its dataset index and loss weight."""
-
-    data: Any
-    index: Any
-    weight: Any
-
-
-@dataclass
-class BatchContext:
-    """What the current training batch carries besides the user's data (set per step)."""
-
-    index: Tensor
-    weight: Tensor
-    loss_grad: Tensor | None = None  # dL/dl_k, captured by ``pruned_loss`` during backward
-
-    def capture_loss_grad(self, grad: Tensor) -> None:
-        self.loss_grad = grad.detach()
-
-
-class Collated(NamedTuple):
-    """A batch that is already collated (see ``KeptDataset.gather_tensors``)."""
-
-    batch: Any
-
-
-class KeptDataset(Dataset):
-    """The kept samples of one epoch, each returned as ``IndexedSample(item, index, weight)``."""
-
-    def __init__(self, base: Dataset, selection: Selection, gather_tensors: bool = False) -> None:
-        self.base = base
-        self.selection = selection
-        # a TensorDataset with the default collate: index its tensors once per batch (what default_collate
-        # would build from the single items, without the per-item Python calls and the stack)
-        self.gather_tensors = gather_tensors and isinstance(base, TensorDataset)
-
-    def __len__(self) -> int:
-        return len(self.selection)
-
-    def __getitem__(self, pos: int) -> IndexedSample:
-        index = int(self.selection.indices[pos])
-        weight = 1.0 if pos < self.selection.num_unit_weight else self.selection.weight
-        return IndexedSample(self.base[index], index, weight)
-
-    def __getitems__(self, positions: list[int]) -> IndexedSample:
-        """A whole batch at once (the DataLoader calls this when it exists): index and weight tensors are
-        looked up with one tensor op each instead of per sample."""
-        pos = torch.as_tensor(positions, dtype=torch.int64)
-        index = self.selection.indices[pos]
-        if self.gather_tensors:
-            batch = Collated([t[index] for t in self.base.tensors])
-            return IndexedSample(batch, index, self.selection.weight_at(pos))
-        getitems = getattr(self.base, "__getitems__", None)
-        keys = index.tolist()
-        items = getitems(keys) if getitems is not None else [self.base[i] for i in keys]
-        return IndexedSample(items, index, self.selection.weight_at(pos))
-
-
-_CHUNK = 1 << 16
-
-
-class EpochShuffleSampler(DistributedSampler):
-    """This rank's share of a permutation of ``range(n)`` drawn from ``(seed, epoch)``.
-
-    The permutation is the same on every rank and on every ``iter()`` call (Lightning may create the
-    train iterator twice when resuming). Ranks take every ``num_replicas``-th position; like
-    ``DistributedSampler``, the permutation is padded with its first ``< num_replicas`` entries so every
-    rank gets ``ceil(n / num_replicas)`` samples. Being a ``DistributedSampler``, Lightning uses it as is
-    instead of wrapping it (which would materialise the epoch as a Python list).
-    """
-
-    def __init__(self, n: int, seed: int, epoch: int, num_replicas: int = 1, rank: int = 0) -> None:
-        # DistributedSampler.__init__ is not called: it needs a dataset and an initialised process group.
-        self.n, self.seed, self.epoch = n, seed, epoch
-        self.num_replicas, self.rank = num_replicas, rank
-        self.start = 0  # positions of this rank's shard already trained (mid-epoch resume)
-        self.num_samples = math.ceil(n / num_replicas)
-        self.total_size = self.num_samples * num_replicas
-        self.shuffle, self.drop_last = True, False
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def set_epoch(self, epoch: int) -> None:
-        """Ignored: the epoch is fixed when the loader is built for it (the kept set depends on it too)."""
-
-    def __iter__(self) -> Iterator[int]:
-        order = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch, stream=1))
-        pad = self.total_size - self.n
-        if pad:
-            order = torch.cat([order, order.repeat(math.ceil(pad / self.n))[:pad]])
-        shard = order[self.rank : self.total_size : self.num_replicas][self.start :]
-        for chunk in shard.split(_CHUNK):  # never one Python list of the whole epoch
-            yield from chunk.tolist()
-
-
-@dataclass
-class EpochCursor:
-    """How far training got through one epoch's loader: the state a mid-epoch checkpoint must carry."""
-
-    epoch: int
-    batches: int = 0  # training batches transferred to the model so far in this epoch
-
-
-class PruningDataLoader(DataLoader):
-    """The train loader of one epoch, resumable mid-epoch.
-
-    Lightning saves ``state_dict()`` of a train loader that has one in every checkpoint and hands it to
-    ``load_state_dict()`` on resume. The cursor counts batches the model received (not batches the
-    fetcher prefetched), so a resumed run continues with the first batch the interrupted run did not
-    train on: nothing is repeated or skipped.
-    """
-
-    def __init__(self, *args: Any, cursor: EpochCursor, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.cursor = cursor
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.cursor.epoch, "batches": self.cursor.batches}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches"])
-        if epoch != self.cursor.epoch:
-            raise RuntimeError(
-                f"the checkpoint's train loader stopped in epoch {epoch} but Lightning resumes epoch "
-                f"{self.cursor.epoch}; the checkpoint does not match its training progress."
-            )
-        self.cursor.batches = batches
-        self.sampler.start = min(batches * (self.batch_size or 1), len(self.sampler))
-
-
-class IndexedCollate:
-    """Collates ``IndexedSample`` items with the user's ``collate_fn`` applied to the data part."""
-
-    def __init__(self, collate_fn: Any = None) -> None:
-        self.collate_fn = collate_fn or default_collate
-
-    def __call__(self, items: list[IndexedSample] | IndexedSample) -> IndexedSample:
-        if isinstance(items, IndexedSample):  # a batch from KeptDataset.__getitems__
-            data = items.data.batch if isinstance(items.data, Collated) else self.collate_fn(items.data)
-            return IndexedSample(data, items.index, items.weight)
-        data = self.collate_fn([it.data for it in items])
-        index = torch.tensor([it.index for it in items], dtype=torch.int64)
-        weight = torch.tensor([it.weight for it in items], dtype=torch.float32)
-        return IndexedSample(data, index, weight)
 
 
 class DynamicPruningDataModule(L.LightningDataModule):
@@ -230,6 +91,13 @@ class DynamicPruningDataModule(L.LightningDataModule):
         self.cursor: EpochCursor | None = None  # progress through the current epoch's train loader
         self._labels: Tensor | bool | None = None  # train_labels() cache; False = the dataset has none
 
+    def __getattr__(self, name: str) -> Any:
+        """Attributes this wrapper does not define read through to the wrapped datamodule (``dm.num_labels``)."""
+        inner = self.__dict__.get("inner")
+        if inner is None or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(inner, name)
+
     # ------------------------------------------------------------------ Lightning data hooks
     def prepare_data(self) -> None:
         if self.inner is not None:
@@ -242,7 +110,10 @@ class DynamicPruningDataModule(L.LightningDataModule):
         if stage != "fit":
             return
         if self.inner is not None and self.train_dataset is None:
-            self._adopt_inner_train_loader()
+            self.train_dataset, options = adopt_train_loader(self.inner.train_dataloader())
+            for name, value in options.items():
+                if getattr(self, name) is None:
+                    setattr(self, name, value)
         if self.state is None:
             self.state = ScoreState(len(self.train_dataset), aux=self.method.uses_aux)
         if self.trainer is not None:
@@ -323,19 +194,11 @@ class DynamicPruningDataModule(L.LightningDataModule):
         return 1.0 - float(done.sum()) / (self.state.num_samples * (through_epoch + 1))
 
     def train_labels(self) -> Tensor | None:
-        """Integer class label of every training sample, when the dataset exposes them, else ``None``.
-
-        Read from a ``targets`` attribute (torchvision datasets) or from the last tensor of a
-        ``TensorDataset``; used for the kept fraction per class. Cached after the first call.
-        """
+        """Integer class label of every training sample when the dataset exposes them (see
+        :func:`~lightning_ted.observe.labels.dataset_labels`), else ``None``; cached after the first call."""
         if self._labels is None and self.train_dataset is not None:
-            ds = self.train_dataset
-            labels = getattr(ds, "targets", None)
-            if labels is None and isinstance(ds, TensorDataset):
-                labels = ds.tensors[-1]
-            labels = torch.as_tensor(labels) if labels is not None else None
-            ok = labels is not None and labels.dim() == 1 and labels.numel() == len(ds)
-            self._labels = labels.long() if ok and not labels.is_floating_point() else False
+            labels = dataset_labels(self.train_dataset)
+            self._labels = labels if labels is not None else False
         return self._labels if self._labels is not False else None
 
     def sync_and_update(self, epoch: int) -> None:
@@ -368,13 +231,11 @@ class DynamicPruningDataModule(L.LightningDataModule):
                 f"method {self.method.name!r} keeps a score-dependent number of samples, so the step count is "
                 "not known before training; use an epoch-based learning-rate schedule instead."
             )
-        n, world = self.state.num_samples, trainer.world_size
-        accumulate, bs = trainer.accumulate_grad_batches, self.batch_size or 1
+        world, accumulate = trainer.world_size, trainer.accumulate_grad_batches
         total = 0
         for epoch in range(self.schedule.max_epochs):
-            kept = self.method.expected_kept(n, self.schedule.prune_ratio(epoch), epoch)
-            per_rank = math.ceil(kept / world)
-            batches = per_rank // bs if self.drop_last else math.ceil(per_rank / bs)
+            kept = self.method.expected_kept(self.state.num_samples, self.schedule.prune_ratio(epoch), epoch)
+            batches = batches_per_rank(kept, world, self.batch_size or 1, self.drop_last)
             total += math.ceil(batches / accumulate)
         return total
 
@@ -408,22 +269,6 @@ class DynamicPruningDataModule(L.LightningDataModule):
         self._version += 1
 
     # ------------------------------------------------------------------ helpers
-    def _adopt_inner_train_loader(self) -> None:
-        loader = self.inner.train_dataloader()
-        if not isinstance(loader, DataLoader):
-            raise TypeError(
-                f"the wrapped datamodule's train_dataloader() returned {type(loader).__name__}; "
-                "DynamicPruningDataModule needs a single torch DataLoader over a map-style dataset."
-            )
-        _check_map_style(loader.dataset)
-        self.train_dataset = loader.dataset
-        if self.batch_size is None:
-            self.batch_size = loader.batch_size
-        if self.collate_fn is None:
-            self.collate_fn = loader.collate_fn
-        if self.num_workers is None:
-            self.num_workers = loader.num_workers
-
     def _ensure_reload_every_epoch(self) -> None:
         n = self.trainer.reload_dataloaders_every_n_epochs
         if n == 0:
@@ -474,3 +319,15 @@ def _check_map_style(dataset: Any) -> None:
             f"{type(dataset).__name__} is not a map-style dataset: it needs __getitem__(i) and __len__() "
             "so every sample has a stable index for its score."
         )
+
+
+def adopt_train_loader(loader: Any) -> tuple[Dataset, dict[str, Any]]:
+    """The train set of a wrapped datamodule's loader and the loader options the pruned loader reuses."""
+    if not isinstance(loader, DataLoader):
+        raise TypeError(
+            f"the wrapped datamodule's train_dataloader() returned {type(loader).__name__}; "
+            "DynamicPruningDataModule needs a single torch DataLoader over a map-style dataset."
+        )
+    _check_map_style(loader.dataset)
+    options = {"batch_size": loader.batch_size, "collate_fn": loader.collate_fn, "num_workers": loader.num_workers}
+    return loader.dataset, options

@@ -1,10 +1,19 @@
-"""The one call a ``training_step`` adds: weight the per-sample losses and hand them to the callback."""
+"""Loss helpers for ``training_step``: weight per-sample losses for the callback (``pruned_loss``), one
+loss per sequence for language models (``sequence_loss``) and a per-sample distillation loss
+(``distillation_loss``, arXiv 2403.07854) that any method can prune with.
+
+Every method scores samples, so each helper returns one loss per sample. For sequences it is the mean
+token loss over that sequence's non-padding targets: long and short sequences count alike, and the LM
+head's per-sample gradient is the sum over its positions, which :mod:`lightning_ted.taylor` computes
+without a per-sample ``V x d`` gradient.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import lightning as L
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -41,3 +50,52 @@ def _batch_context(module: L.LightningModule) -> Any:
         return None
     datamodule = getattr(trainer, "datamodule", None)
     return getattr(datamodule, "batch_context", None)
+
+
+def sequence_loss(logits: Tensor, targets: Tensor, ignore_index: int = -100, shift: bool = True) -> Tensor:
+    """Mean cross-entropy over each sequence's targets that are not ``ignore_index`` (shape ``(B,)``).
+
+    ``logits``: ``(B, T, V)``; ``targets``: ``(B, T)`` token ids with ``ignore_index`` at padding.
+    ``shift=True`` is the causal-LM convention (position t predicts token t + 1). A sequence with no
+    target token (all padding, or a single token when shifting) has loss 0 and no gradient, instead of
+    the 0/0 that would turn the batch loss into NaN.
+    """
+    if logits.dim() != 3 or targets.shape != logits.shape[:2]:
+        raise ValueError(
+            f"sequence_loss needs logits (batch, time, vocab) and targets (batch, time); got "
+            f"{tuple(logits.shape)} and {tuple(targets.shape)}"
+        )
+    if shift:
+        logits, targets = logits[:, :-1], targets[:, 1:]
+    b, t, v = logits.shape
+    token = F.cross_entropy(
+        logits.reshape(b * t, v), targets.reshape(b * t), ignore_index=ignore_index, reduction="none"
+    )
+    mask = (targets != ignore_index).to(token.dtype)
+    counts = mask.sum(1)
+    return (token.reshape(b, t) * mask).sum(1) / counts.clamp_min(1.0)
+
+
+def distillation_loss(
+    logits: Tensor, targets: Tensor, teacher_logits: Tensor, weight: float = 0.5, temperature: float = 4.0
+) -> Tensor:
+    """Per-sample ``(1 - weight) CE(logits, y) + weight T^2 KL(softmax(teacher/T) || softmax(logits/T))``.
+
+    ``weight`` = 0 is plain cross-entropy; the ``T^2`` factor keeps the soft term's gradient scale
+    independent of the temperature (Hinton et al. 2015).
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be in [0, 1], got {weight!r}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    if teacher_logits.shape != logits.shape:
+        raise ValueError(
+            f"teacher logits have shape {tuple(teacher_logits.shape)} but the student's have {tuple(logits.shape)}"
+        )
+    hard = F.cross_entropy(logits, targets, reduction="none")
+    if weight == 0.0:
+        return hard
+    log_student = F.log_softmax(logits / temperature, dim=-1)
+    log_teacher = F.log_softmax(teacher_logits.detach() / temperature, dim=-1)
+    soft = (log_teacher.exp() * (log_teacher - log_student)).sum(-1) * temperature**2
+    return (1.0 - weight) * hard + weight * soft

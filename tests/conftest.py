@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 import torch
 
-from lightning_ted.datasets import default_data_root, load_image_classification
+from lightning_ted.zoo.datasets import default_data_root, load_image_classification
 
 os.environ.setdefault("WANDB_MODE", "offline")
 warnings.filterwarnings("ignore", ".*does not have many workers.*")

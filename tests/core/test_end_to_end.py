@@ -11,7 +11,7 @@ from conftest import make_trainer, subset
 from lightning.pytorch.callbacks import Callback
 
 from lightning_ted import TED, DynamicPruningDataModule, FullData, RollerCoasterSchedule, TEDPruningCallback
-from lightning_ted.demo import ImageClassifier
+from lightning_ted.zoo.demo import ImageClassifier
 
 
 class EpochRecorder(Callback):

@@ -12,7 +12,7 @@ import torch
 from conftest import make_trainer, subset
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
-from lightning_ted.demo import ImageClassifier
+from lightning_ted.zoo.demo import ImageClassifier
 
 
 def _scores(train, backend: str | None, drop_last: bool) -> torch.Tensor:

@@ -14,10 +14,10 @@ from conftest import requires_mnist
 
 from lightning_ted import TED, DynamicPruningDataModule, TEDPruningCallback
 from lightning_ted.cli import run_cli
-from lightning_ted.run_history import epoch_rows, read_csv_metrics
+from lightning_ted.observe.run_history import epoch_rows, read_csv_metrics
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
-CONFIGS = Path(__file__).resolve().parent.parent / "experiments" / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
 QUICK = [
     "--trainer.max_epochs=2",
     "--trainer.enable_progress_bar=false",
@@ -57,7 +57,7 @@ def test_print_config_shows_the_pruning_choices(capsys):
     init = printed["data"]["init_args"]
     assert init["method"]["class_path"] == "lightning_ted.TED" and init["method"]["init_args"]["q"] == 0.5
     assert init["schedule"]["init_args"]["ratio"] == 0.5
-    assert init["datamodule"]["class_path"] == "lightning_ted.data.ImageData"
+    assert init["datamodule"]["class_path"] == "lightning_ted.zoo.data.ImageData"
 
 
 def test_a_typo_in_a_config_key_is_a_clear_error(tmp_path, capsys):

@@ -11,7 +11,7 @@ from conftest import requires_mnist
 
 from lightning_ted import RollerCoasterSchedule
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
 import compare  # noqa: E402
 
 pytestmark = [pytest.mark.slow, requires_mnist]

@@ -10,8 +10,8 @@ import pytest
 from conftest import requires_mnist
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-RESULTS = Path(__file__).resolve().parent.parent / "experiments" / "results"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
 
 
 def _execute(name: str, monkeypatch, **env: str) -> nbformat.NotebookNode:

@@ -5,8 +5,8 @@
 - :func:`plot_accuracy_vs_saved`: accuracy against saved sample-passes for every method of a results CSV.
 
 The first two read a run's history: a ``CSVLogger`` folder or ``metrics.csv``, a W&B run folder or
-``.wandb`` file, or rows already read by :mod:`lightning_ted.run_history`. Each returns the figure and
-writes a PNG when ``out`` is given. ``python -m lightning_ted.plots PATH...`` writes the PNGs of results
+``.wandb`` file, or rows already read by :mod:`lightning_ted.observe.run_history`. Each returns the figure and
+writes a PNG when ``out`` is given. ``python -m lightning_ted.observe.plots PATH...`` writes the PNGs of results
 CSVs and run folders.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from lightning_ted.run_history import epoch_rows, read_csv_metrics, read_wandb_run
+from lightning_ted.observe.run_history import epoch_rows, read_csv_metrics, read_wandb_run
 
 History = str | Path | list[dict[str, Any]]
 

@@ -20,9 +20,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import TensorDataset
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
-from lightning_ted.datasets import default_data_root, load_sst2
-from lightning_ted.language_model import CausalLM, TinyGPT, perplexity
-from lightning_ted.sequence import sequence_loss
+from lightning_ted.loss import sequence_loss
+from lightning_ted.zoo.datasets import default_data_root, load_sst2
+from lightning_ted.zoo.language_model import CausalLM, TinyGPT, perplexity
 
 requires_sst2 = pytest.mark.skipif(
     not (default_data_root() / "SST-2" / "stsa.binary.train").exists(), reason="shared/data/SST-2 is not present"
@@ -176,7 +176,7 @@ def test_memory_stays_at_the_logits_size_for_a_32k_vocabulary(score):
 @pytest.mark.slow
 def test_quick_lm_experiment_reports_perplexity_for_every_method(tmp_path):
     """experiments/lm_ted.py keeps working: every method trains and gets a finite dev perplexity."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
     import lm_ted
 
     text = lm_ted.main(["--quick", "--workers", "1", "--ratios", "0.3", "--out", str(tmp_path)])

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.ddp, pytest.mark.slow, requires_mnist]
 
 def _launch(out: Path, devices: int, batch_size: int, ckpt: Path | None = None, reference="ema") -> list[dict]:
     out.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(WORKER.parent.parent), OMP_NUM_THREADS="1", TED_REFERENCE=reference)
+    env = dict(os.environ, PYTHONPATH=str(WORKER.parents[2]), OMP_NUM_THREADS="1", TED_REFERENCE=reference)
     proc = subprocess.run(
         [sys.executable, str(WORKER), str(out), str(devices), str(batch_size), *([str(ckpt)] if ckpt else [])],
         env=env,

@@ -16,13 +16,13 @@ from pathlib import Path
 import lightning as L
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from test_end_to_end import EpochRecorder  # noqa: E402
 from test_resume import SaveAt  # noqa: E402
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback  # noqa: E402
-from lightning_ted.datasets import load_image_classification  # noqa: E402
-from lightning_ted.demo import ImageClassifier  # noqa: E402
+from lightning_ted.zoo.datasets import load_image_classification  # noqa: E402
+from lightning_ted.zoo.demo import ImageClassifier  # noqa: E402
 
 N_TRAIN, EPOCHS, MID_BATCH = 2000, 4, 5
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import requires_mnist
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
 import ablate_ted  # noqa: E402
 
 pytestmark = [pytest.mark.slow, requires_mnist]

@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_ted.datasets import load_image_classification, load_sst2
+from lightning_ted.zoo.datasets import load_image_classification, load_sst2
 
 
 def flip_labels(labels: torch.Tensor, rate: float, num_classes: int, seed: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ from test_end_to_end import EpochRecorder
 from torch.utils.data import DataLoader, default_collate
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
-from lightning_ted.demo import ImageClassifier
+from lightning_ted.zoo.demo import ImageClassifier
 
 
 class MNISTSubsetDataModule(L.LightningDataModule):

@@ -12,11 +12,11 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
-from lightning_ted.data import ImageData
-from lightning_ted.epoch_metrics import SAMPLE
-from lightning_ted.models import Classifier, SmallCNN
-from lightning_ted.plots import load_history, plot_prune_ratio, plot_score_distribution
-from lightning_ted.run_history import epoch_rows, read_csv_metrics, read_wandb_run
+from lightning_ted.observe.epoch_metrics import SAMPLE
+from lightning_ted.observe.plots import load_history, plot_prune_ratio, plot_score_distribution
+from lightning_ted.observe.run_history import epoch_rows, read_csv_metrics, read_wandb_run
+from lightning_ted.zoo.data import ImageData
+from lightning_ted.zoo.models import Classifier, SmallCNN
 
 EPOCHS, N = 3, 600
 SCALARS = (

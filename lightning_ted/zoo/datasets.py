@@ -20,7 +20,7 @@ def default_data_root() -> Path:
     env = os.environ.get("LIGHTNING_TED_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def load_image_classification(

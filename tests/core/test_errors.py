@@ -17,7 +17,7 @@ from lightning_ted import (
     TEDPruningCallback,
     pruned_loss,
 )
-from lightning_ted.demo import ImageClassifier
+from lightning_ted.zoo.demo import ImageClassifier
 
 
 @pytest.fixture(scope="module")

