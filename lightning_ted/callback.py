@@ -14,8 +14,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 
+from lightning_ted.compat import CALLBACK_BASES
 from lightning_ted.datamodule import DynamicPruningDataModule
 from lightning_ted.methods.ted import FORWARD_REFERENCES
 from lightning_ted.observe.epoch_metrics import define_epoch_charts, epoch_scalars, log_score_histogram
@@ -32,7 +32,7 @@ from lightning_ted.taylor import (
 PER_SAMPLE_KEY = "per_sample_loss"
 
 
-class TEDPruningCallback(Callback):
+class TEDPruningCallback(*CALLBACK_BASES):
     """Collect per-sample observations for the pruning method of a :class:`DynamicPruningDataModule`.
 
     Args:

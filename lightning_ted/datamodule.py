@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
+from lightning_ted.compat import DATAMODULE_BASES
 from lightning_ted.loader import (
     BatchContext,
     EpochCursor,
@@ -34,7 +35,7 @@ from lightning_ted.selection import Selection, epoch_generator
 from lightning_ted.state import Observations, ScoreState, gather_observations
 
 
-class DynamicPruningDataModule(L.LightningDataModule):
+class DynamicPruningDataModule(*DATAMODULE_BASES):
     """Serve each epoch only the samples the pruning method keeps.
 
     Args:

@@ -58,3 +58,17 @@ def test_wrapping_a_lightning_datamodule(mnist_train, mnist_test):
     assert int(dm.kept_history[1]) == 800 - round(dm.schedule.prune_ratio(1) * 800) < 800
     for epoch, kept in rec.kept.items():
         assert torch.equal(torch.cat(rec.seen[epoch]).sort().values, kept.sort().values)
+
+
+def test_user_reads_an_attribute_of_the_wrapped_datamodule():
+    inner = MNISTSubsetDataModule(None, None)
+    inner.num_labels = 10
+    dm = DynamicPruningDataModule(datamodule=inner)
+    assert dm.num_labels == 10  # read through to the wrapped module
+    assert dm.inner is inner
+    try:
+        dm.no_such_attribute  # noqa: B018
+    except AttributeError as err:
+        assert "no_such_attribute" in str(err)
+    else:
+        raise AssertionError("a missing attribute must still raise AttributeError")
