@@ -22,11 +22,14 @@ class SeTa(PruningMethod):
     2. random stage: a fresh uniform subset of ``int((1 - r) N)`` samples from the whole data (computed
        without float noise; at least 1).
     3. grouping: the subset's scores in ``num_groups = K`` groups by 1-D k-means, sorted easy -> hard by
-       mean (unequal sizes). SeTa runs sklearn's KMeans; here Lloyd iterations on the sorted scores
-       from an equal-count (quantile) start, until the groups stop changing (at most ``kmeans_iters``):
-       in 1-D each group is a contiguous run of the sorted values, so one sort plus prefix sums make an
-       iteration O(K log M) and the whole step O(M log M), deterministic, with no random restarts. All
-       scores equal (e.g. nothing seen yet): K equal-count groups in random order, like SeTa's chunks.
+       mean (unequal sizes). SeTa runs sklearn's KMeans (k-means++ start, local optimum); here
+       :func:`kmeans_1d`: in 1-D every group is a contiguous run of the sorted scores, so an exact
+       dynamic program picks the best grouping on at most 1024 runs of them and Lloyd iterations on
+       all scores refine it: the exact optimum up to 512 scores, beyond that a local optimum no worse
+       than sklearn's on the loss shapes tried; deterministic, O(M log M) for the sort plus K min-plus
+       steps on a (runs x runs) matrix, no random restarts. An equal-count (quantile) start alone was rejected:
+       Lloyd then splits a large easy cluster and merges small hard ones. All scores equal (nothing
+       seen yet): K equal-count groups in random order, like SeTa's chunks.
     4. sliding window: ``w = round(K * window_scale)`` (Python's round, half to even, as SeTa:
        K = 5, 0.9 gives w = 4) groups starting at group ``t mod (K - w + 1)``: it moves one group
        harder per epoch and wraps around; ``t = 0`` keeps every group. Kept = the subset's samples in
