@@ -119,6 +119,7 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
             self.state = ScoreState(len(self.train_dataset), aux=self.method.uses_aux)
         if self.trainer is not None:
             self.schedule.bind(self.trainer.max_epochs)
+            self.method.bind(self.schedule.max_epochs)
             self._ensure_reload_every_epoch()
         if self.schedule.max_epochs is not None and self.kept_history.numel() < self.schedule.max_epochs:
             grown = torch.zeros(self.schedule.max_epochs, dtype=torch.int64)

@@ -30,6 +30,9 @@ class PruningMethod(ABC):
     #: Polyak/EMA factor of the score update: ``s <- alpha s + (1 - alpha) v``.
     alpha: float = 0.0
 
+    def bind(self, max_epochs: int | None) -> None:  # noqa: B027 (optional hook, most methods ignore it)
+        """Learn the run length from the Trainer (called at setup); methods with an end phase use it."""
+
     @abstractmethod
     def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
         """Kept samples and weights for an epoch whose schedule prunes ``prune_ratio`` of the data."""

@@ -35,12 +35,13 @@ class SeTa(PruningMethod):
        harder per epoch and wraps around; ``t = 0`` keeps every group. Kept = the subset's samples in
        those groups.
     5. partial annealing: the epochs with ``t + 1 > delta * max_epochs`` keep the random subset of step 2
-       without grouping or window. It needs ``max_epochs``; left ``None`` there is no partial anneal
-       (the schedule's own ``anneal`` epochs, with r = 0, then train on all data).
+       without grouping or window. It needs ``max_epochs``, taken from the Trainer at setup (outside a
+       Trainer, left ``None``, there is no partial anneal; the schedule's own ``anneal`` epochs, with
+       r = 0, then train on all data).
 
     Mapping onto this package: SeTa's ``prune_ratio`` is the schedule's ratio of the epoch;
-    SeTa's own setting is ``ConstantSchedule(r, warmup_epochs=0, anneal=0)`` with
-    ``SeTa(max_epochs=E)``. ``t`` is the epoch number, read from the state (the epoch after the last
+    SeTa's own setting is ``ConstantSchedule(r, warmup_epochs=0, anneal=0)`` with ``SeTa()``.
+    ``t`` is the epoch number, read from the state (the epoch after the last
     observed one), as SeTa prunes from the first epoch. The kept count depends on the groups, so it is
     at most ``int((1 - r) N)`` and the achieved saved fraction is above ``r``: report it.
 
@@ -48,7 +49,8 @@ class SeTa(PruningMethod):
         num_groups: K (SeTa's CIFAR setting 5; its class default is 10).
         window_scale: window width as a share of K, in (0, 1] (CIFAR 0.9, class default 0.5).
         delta: share of ``max_epochs`` trained with the window before the partial anneal.
-        max_epochs: run length (must equal ``Trainer(max_epochs)``); ``None`` disables the anneal.
+        max_epochs: run length; left ``None`` it is taken from ``Trainer(max_epochs)`` at setup (a value
+            that disagrees with the Trainer is refused).
         initial_score: score of samples not seen yet.
         reweight: SeTa weighs every kept sample 1 (the default); ``True`` weighs them ``1 / (1 - r)``,
             undoing only the random stage's shrink (the window is a curriculum, not a sample), so a
@@ -94,6 +96,18 @@ class SeTa(PruningMethod):
         self.initial_score = float(initial_score)
         self.reweight = bool(reweight)
         self.kmeans_iters = int(kmeans_iters)
+
+    def bind(self, max_epochs: int | None) -> None:
+        """Take the run length from the Trainer when none was given; refuse one that disagrees with it."""
+        if max_epochs is None:
+            return
+        if self.max_epochs is None:
+            self.max_epochs = int(max_epochs)
+        elif self.max_epochs != max_epochs:
+            raise ValueError(
+                f"SeTa(max_epochs={self.max_epochs}) but the Trainer runs max_epochs={max_epochs}; leave SeTa's "
+                "max_epochs unset (it is taken from the Trainer) or make the two equal."
+            )
 
     def window_groups(self, t: int) -> range:
         """Group indices (0 = easiest) the window keeps at epoch ``t``."""

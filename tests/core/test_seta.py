@@ -274,7 +274,7 @@ def test_user_gives_a_prune_ratio_of_one():
 
 
 # ------------------------------------------------------------------------------- real training
-@pytest.mark.parametrize("method", ["seta", SeTa(max_epochs=4, delta=0.75)], ids=["by-name", "partial-anneal"])
+@pytest.mark.parametrize("method", ["seta", SeTa(delta=0.5)], ids=["by-name", "longer-anneal"])
 def test_seta_trains_on_real_data(mnist_train, method):
     """Trainer.fit: epoch 0 trains the random half, windowed epochs fewer, each kept sample once with weight 1."""
     import lightning as L
@@ -298,8 +298,10 @@ def test_seta_trains_on_real_data(mnist_train, method):
     )
     half = _int_keep(len(train), r)
     history = dm.kept_history.tolist()
-    assert history[0] == half and all(0 < k < half for k in history[1:3])
-    assert history[3] == half if isinstance(method, SeTa) else history[3] < half
+    # max_epochs comes from the Trainer: the partial anneal (epochs with t + 1 > delta * 4) keeps the random half
+    windowed = 2 if isinstance(method, SeTa) else 3
+    assert history[0] == half and all(0 < k < half for k in history[1:windowed])
+    assert all(k == half for k in history[windowed:])
     for e in range(epochs):
         assert torch.equal(torch.cat(seen[e]).sort().values, kept[e].sort().values)  # each kept sample once
     assert torch.cat(weights).eq(1.0).all()
@@ -308,3 +310,17 @@ def test_seta_trains_on_real_data(mnist_train, method):
     trained = torch.unique(torch.cat([torch.cat(s) for s in seen.values()]))
     assert torch.isfinite(dm.state.score[trained]).all()
     assert int(torch.isinf(dm.state.score).sum()) == len(train) - trained.numel()  # never drawn: still unscored
+
+
+def test_seta_takes_the_run_length_from_the_trainer():
+    method = SeTa()
+    method.bind(16)
+    assert method.max_epochs == 16 and method.annealing(14) and not method.annealing(13)
+    same = SeTa(max_epochs=16)
+    same.bind(16)
+    assert same.max_epochs == 16
+
+
+def test_user_gives_seta_a_max_epochs_other_than_the_trainers():
+    with pytest.raises(ValueError, match=r"SeTa\(max_epochs=10\) but the Trainer runs max_epochs=16"):
+        SeTa(max_epochs=10).bind(16)
