@@ -13,15 +13,16 @@ from torch import Tensor
 
 from lightning_ted.selection import Selection, lowest_k_mask
 
-_BISECTIONS = 200  # on log(c): the bracket spans < 2^11 octaves, so this reaches double precision
+_MAX_ITERATIONS = 100  # safeguarded Newton steps on a piecewise-linear function: a handful in practice
 
 
 def inclusion_probabilities(size: Tensor, n_keep: int, pi_min: float) -> Tensor:
     """``pi_k = clamp(c size_k, pi_min, 1)`` with ``c`` such that ``sum_k pi_k = n_keep`` (float64).
 
-    ``size`` must be finite and ``> 0``; ``n_keep`` must lie in ``[N pi_min, N]`` (clamped to it). ``c``
-    is found on the sorted sizes: ``sum_k pi_k(c)`` is continuous and increasing, piecewise linear in
-    ``c``; a bisection finds the piece that holds ``n_keep`` and ``c`` is solved on it exactly.
+    ``size`` must be finite and ``> 0``; ``n_keep`` must lie in ``[N pi_min, N]`` (clamped to it).
+    ``sum_k pi_k(c)`` is continuous, increasing and linear in ``c`` while no sample crosses the floor or
+    the cap, so each step solves the current piece exactly; a bisection bracket guards the steps. Each
+    step is a few O(N) passes, no sort.
     """
     n = size.numel()
     if not 0.0 < pi_min <= 1.0:
@@ -30,38 +31,28 @@ def inclusion_probabilities(size: Tensor, n_keep: int, pi_min: float) -> Tensor:
         return torch.ones(n, dtype=torch.float64)
     if n_keep <= n * pi_min * (1 + 1e-12):
         return torch.full((n,), pi_min, dtype=torch.float64)
-    s = size.to(torch.float64).sort().values
-    prefix = torch.cat([s.new_zeros(1), s.cumsum(0)])
-
-    def pieces(c: float) -> tuple[int, int, float]:
-        """(#at floor, #at cap, sum of the sizes in between) at scale ``c``."""
-        bounds = s.new_tensor([pi_min / c, 1.0 / c])
-        lo = int(torch.searchsorted(s, bounds[:1], right=True))
-        hi = int(torch.searchsorted(s, bounds[1:], right=False))
-        return lo, n - hi, float(prefix[hi] - prefix[lo])
-
-    def total(c: float) -> float:
-        lo, up, mid = pieces(c)
-        return lo * pi_min + up + c * mid
-
-    lo_c, hi_c = math.log(pi_min / float(s[-1])), math.log(1.0 / float(s[0]))  # all at floor / all at cap
-    for _ in range(_BISECTIONS):
-        mid_c = 0.5 * (lo_c + hi_c)
-        if total(math.exp(mid_c)) < n_keep:
-            lo_c = mid_c
-        else:
-            hi_c = mid_c
-        if hi_c - lo_c < 1e-15:
+    a = size.to(torch.float64)
+    lo, hi = pi_min / float(a.max()), 1.0 / float(a.min())  # every sample at the floor / at the cap
+    c, solved = min(max(n_keep / float(a.sum()), lo), hi), None
+    for _ in range(_MAX_ITERATIONS):
+        ca = a * c
+        floor, cap = ca <= pi_min, ca >= 1.0
+        pieces = (int(torch.count_nonzero(floor)), int(torch.count_nonzero(cap)))
+        if pieces == solved:  # c solves the piece it lies on: exact
             break
-    c = math.exp(hi_c)
-    n_floor, n_cap, mid = pieces(c)
-    if mid > 0:  # exact on the piece: n_keep = n_floor pi_min + n_cap + c mid
-        c = (n_keep - n_floor * pi_min - n_cap) / mid
-    return (c * size.to(torch.float64)).clamp_(pi_min, 1.0)
+        mid = float(torch.where(floor | cap, 0.0, a).sum())
+        total = pieces[0] * pi_min + pieces[1] + c * mid
+        if total < n_keep:
+            lo = c
+        else:
+            hi = c
+        step = (n_keep - pieces[0] * pi_min - pieces[1]) / mid if mid > 0 else math.nan
+        c, solved = (step, pieces) if lo < step < hi else (math.sqrt(lo * hi), None)
+    return (a * c).clamp_(pi_min, 1.0)
 
 
 def systematic_sample(pi: Tensor, n_keep: int, generator: torch.Generator) -> Tensor:
-    """Boolean mask of exactly ``n_keep`` units, unit ``k`` included with probability ``pi_k``.
+    """Positions of exactly ``n_keep`` units (unordered), unit ``k`` included with probability ``pi_k <= 1``.
 
     Systematic sampling over a random order: the units are laid end to end on ``[0, n_keep)`` in a
     permutation drawn from ``generator``, each taking a segment of length ``pi_k``; the units whose
@@ -70,22 +61,26 @@ def systematic_sample(pi: Tensor, n_keep: int, generator: torch.Generator) -> Te
     """
     n = pi.numel()
     if n_keep >= n:
-        return torch.ones(n, dtype=torch.bool)
+        return torch.arange(n)
     if n_keep <= 0:
-        return torch.zeros(n, dtype=torch.bool)
+        return torch.zeros(0, dtype=torch.int64)
     order = torch.randperm(n, generator=generator)
     u = float(torch.rand(1, generator=generator, dtype=torch.float64))
-    cum = pi.to(torch.float64)[order].cumsum(0)
+    cum = pi.to(torch.float64)[order].cumsum_(0)
     cum.mul_(n_keep / float(cum[-1]))
     cum[-1] = n_keep
-    ends = torch.floor(cum - u)
-    starts = torch.cat([ends.new_full((1,), math.floor(-u)), ends[:-1]])
-    hit = torch.zeros(n, dtype=torch.bool)
-    hit[order] = ends > starts
-    missing = n_keep - int(torch.count_nonzero(hit))
+    ends = cum.sub_(u).floor_()  # index of the last point at or before each segment's end
+    hit = torch.empty(n, dtype=torch.bool)
+    hit[0] = ends[0] > math.floor(-u)
+    torch.gt(ends[1:], ends[:-1], out=hit[1:])
+    chosen = order[hit]
+    missing = n_keep - chosen.numel()
     if missing:  # a segment rounded past length 1 (probability ~1e-12): take the likeliest units left
-        hit |= lowest_k_mask(torch.where(hit, math.inf, -pi.to(torch.float64)), missing)
-    return hit
+        taken = torch.zeros(n, dtype=torch.bool)
+        taken[chosen] = True
+        extra = lowest_k_mask(torch.where(taken, math.inf, -pi.to(torch.float64)), missing)
+        chosen = torch.cat([chosen, torch.nonzero(extra).squeeze(1)])
+    return chosen
 
 
 def pps_selection(
@@ -104,16 +99,25 @@ def pps_selection(
     """
     n = size.numel()
     pool = torch.nonzero(~forced).squeeze(1)
-    kept_forced = torch.nonzero(forced).squeeze(1)
     n_pool = pool.numel()
-    budget = min(n_pool, max(n_keep - kept_forced.numel(), math.ceil(n_pool * pi_min - 1e-9)))
+    budget = min(n_pool, max(n_keep - (n - n_pool), math.ceil(n_pool * pi_min - 1e-9)))
     pi = inclusion_probabilities(size[pool], budget, pi_min)
-    hit = systematic_sample(pi, budget, generator)
-    kept_pool, kept_pi = pool[hit], pi[hit]
-    indices = torch.cat([kept_forced, kept_pool])
-    weights = torch.cat([torch.ones(kept_forced.numel(), dtype=torch.float64), 1.0 / kept_pi])
+    certain = pi >= 1.0  # capped: kept for sure, outside the systematic pass (no segment longer than 1)
+    rest = ~certain
+    rest_pi = pi[rest]
+    chosen = systematic_sample(rest_pi, budget - int(torch.count_nonzero(certain)), generator)
+    kept_pool, kept_pi = pool[rest][chosen], rest_pi[chosen]
+    unit = torch.cat([torch.nonzero(forced).squeeze(1), pool[certain]])
+    indices = torch.cat([unit, kept_pool])
+    weights = torch.cat([torch.ones(unit.numel(), dtype=torch.float64), 1.0 / kept_pi])
     weights = weights.clamp_(max=1.0 / pi_min).to(torch.float32)  # 1 / pi_min itself, not an ulp above it
-    return Selection(indices, kept_forced.numel(), math.nan, n, prune_ratio, per_sample=weights)
+    return Selection(indices, unit.numel(), math.nan, n, prune_ratio, per_sample=weights)
+
+
+def _order_key(x: Tensor) -> Tensor:
+    """An int32 key with the order of the float32 values ``x`` (integer sorts are radix sorts: fast)."""
+    bits = x.to(torch.float32).contiguous().view(torch.int32)
+    return torch.where(bits < 0, -(bits & 0x7FFFFFFF) - 1, bits)
 
 
 def positive_size(score: Tensor, transform: str) -> Tensor:
@@ -122,7 +126,8 @@ def positive_size(score: Tensor, transform: str) -> Tensor:
     positive, so samples at 0 sit at ``pi_min`` unless the budget needs them."""
     if transform == "rank":
         size = torch.empty(score.numel(), dtype=torch.float64)
-        size[torch.argsort(score, stable=True)] = torch.arange(1, score.numel() + 1, dtype=torch.float64)
+        order = torch.sort(_order_key(score), stable=True).indices
+        size[order] = torch.arange(1, score.numel() + 1, dtype=torch.float64)
         return size / max(1, score.numel())
     size = score.to(torch.float64).clamp(min=0.0)
     top = float(size.max()) if size.numel() else 0.0
@@ -136,8 +141,8 @@ def within_cohorts(size: Tensor, cohort: Tensor, transform: str, score: Tensor) 
     cohort = cohort - cohort.min() if cohort.numel() else cohort
     counts = torch.bincount(cohort).to(torch.float64)
     if transform == "rank":
-        by_score = torch.argsort(score, stable=True)
-        order = by_score[torch.argsort(cohort[by_score], stable=True)]  # by (cohort, score)
+        key = (cohort << 32) + (_order_key(score).to(torch.int64) + (1 << 31))  # by (cohort, score)
+        order = torch.sort(key, stable=True).indices
         starts = counts.cumsum(0) - counts
         rank = torch.empty(score.numel(), dtype=torch.float64)
         rank[order] = torch.arange(score.numel(), dtype=torch.float64) - starts[cohort[order]] + 1.0

@@ -75,14 +75,14 @@ class PruningMethod(ABC):
         wanted = int(round(prune_ratio * num_samples))
         n_drop = min(wanted, num_samples - self.min_kept(num_samples))
         if n_drop < wanted:
-            kept = num_samples - n_drop
+            kept, asked = num_samples - n_drop, num_samples - wanted
+            heavy = f"weighing each {num_samples / asked:.3g}x" if asked else "leaving no sample to train on"
             self.warn_once(
                 "ratio",
-                f"pruning method {self.name!r}: prune ratio {prune_ratio:g} would keep "
-                f"{num_samples - wanted} of {num_samples} samples, weighing each about "
-                f"{num_samples / max(1, num_samples - wanted):.3g}x, above max_weight={self.max_weight:g}; "
-                f"keeping {kept} ({1 - kept / num_samples:.3g} pruned) whenever the ratio is that high. Lower the "
-                "schedule's ratio, or raise the method's max_weight if you want the heavier weights.",
+                f"pruning method {self.name!r}: prune ratio {prune_ratio:g} would keep {asked} of {num_samples} "
+                f"samples, {heavy}, above max_weight={self.max_weight:g}; keeping {kept} "
+                f"({1 - kept / num_samples:.3g} pruned) whenever the ratio is that high. Lower the schedule's "
+                "ratio, or raise the method's max_weight if you want the heavier weights.",
             )
         return max(n_drop, 0)
 
