@@ -332,3 +332,45 @@ def test_grad_norm_score_reads_the_head_gradient_norm_statistic():
 def test_pps_selection_with_everything_forced_keeps_all_at_weight_one():
     sel = pps_selection(torch.ones(5), torch.ones(5, dtype=torch.bool), 2, 0.1, epoch_generator(0, 0))
     assert sorted(sel.indices.tolist()) == list(range(5)) and sel.weights.tolist() == [1.0] * 5
+
+
+# ------------------------------------------------------------------------------- through Trainer.fit
+@pytest.mark.parametrize(
+    "kwargs", [dict(selection="pps", score="grad_norm"), dict(selection="pps", gate="mean_loss", compare="epoch")]
+)
+def test_pps_variants_train_through_trainer_fit(mnist_train, kwargs):
+    """Each kept sample is trained once per epoch with its Horvitz-Thompson weight; grad-norm scores are >= 0."""
+    import lightning as L
+    from conftest import make_trainer, subset
+    from lightning.pytorch.callbacks import Callback
+
+    from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
+    from lightning_ted.zoo.demo import ImageClassifier
+
+    seen: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    class Recorder(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            ctx = trainer.datamodule.batch_context
+            seen.setdefault(trainer.current_epoch, []).append((ctx.index.clone(), ctx.weight.clone()))
+
+    n, epochs = 640, 4
+    L.seed_everything(0, verbose=False)
+    method = TED(**kwargs)
+    dm = DynamicPruningDataModule(
+        subset(mnist_train, n), method=method, schedule=RollerCoasterSchedule(ratio=0.5), batch_size=64, seed=0
+    )
+    trainer = make_trainer(epochs, callbacks=[TEDPruningCallback(), Recorder()])
+    trainer.fit(ImageClassifier(one_cycle=method.exact_kept_count), datamodule=dm)
+    pruned_epochs = [e for e in range(epochs) if dm.schedule.prune_ratio(e) > 0]
+    assert pruned_epochs
+    for e in range(epochs):
+        index = torch.cat([i for i, _ in seen[e]])
+        weight = torch.cat([w for _, w in seen[e]])
+        assert index.unique().numel() == index.numel() == int(dm.kept_history[e])
+        assert float(weight.min()) >= 1.0 and float(weight.max()) <= method.max_weight
+        if e in pruned_epochs and method.exact_kept_count:
+            assert index.numel() == method.expected_kept(n, dm.schedule.prune_ratio(e), e)
+    assert torch.isfinite(dm.state.score).all()
+    if kwargs.get("score") == "grad_norm":
+        assert float(dm.state.score.min()) >= 0.0
