@@ -2,7 +2,9 @@
 
 A :class:`Selection` is the kept index set plus its weights, stored compactly: the first
 ``num_unit_weight`` kept indices have weight 1, the rest (kept candidates of a random drop) share one
-weight ``1 / (1 - q')``. That keeps the per-epoch selection at 8 bytes per kept sample.
+weight ``1 / (1 - q')``. That keeps the per-epoch selection at 8 bytes per kept sample; rules whose
+weights differ per sample (Horvitz-Thompson, :mod:`lightning_ted.pps`) add one float32 per kept sample.
+Every reweighting rule takes a ``max_weight`` bound: the kept set grows rather than a weight exceeding it.
 """
 
 from __future__ import annotations
@@ -23,15 +25,48 @@ def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     return g
 
 
+def min_kept(num_samples: int, max_weight: float) -> int:
+    """Fewest samples an epoch may keep when kept samples weigh ``N / kept``: ``ceil(N / max_weight)``."""
+    if max_weight < 1.0:
+        raise ValueError(f"max_weight must be >= 1 (a kept sample weighs at least 1), got {max_weight!r}")
+    return 0 if math.isinf(max_weight) else min(num_samples, math.ceil(num_samples / max_weight))
+
+
+def bounded_drop(num_samples: int, prune_ratio: float, max_weight: float = math.inf) -> int:
+    """The schedule's drop count ``round(p N)``, lowered so at least ``ceil(N / max_weight)`` samples stay."""
+    return max(0, min(int(round(prune_ratio * num_samples)), num_samples - min_kept(num_samples, max_weight)))
+
+
+def min_pool(n_drop: int, max_weight: float) -> int:
+    """Smallest pool ``P`` from which ``n_drop`` can be dropped with its kept members weighing
+    ``P / (P - n_drop) <= max_weight``, i.e. ``P - ceil(P / max_weight) >= n_drop``."""
+    if n_drop <= 0 or math.isinf(max_weight):
+        return max(n_drop, 0)
+    if max_weight <= 1.0:
+        raise ValueError(f"no sample can be dropped with max_weight={max_weight!r}")
+    pool = math.ceil(n_drop * max_weight / (max_weight - 1.0))
+    while pool - math.ceil(pool / max_weight) < n_drop:  # float rounding: at most a step or two
+        pool += 1
+    while pool > n_drop and (pool - 1) - math.ceil((pool - 1) / max_weight) >= n_drop:
+        pool -= 1
+    return pool
+
+
 @dataclass
 class Selection:
-    """Kept samples of one epoch: ``indices[:num_unit_weight]`` weigh 1, the rest weigh ``weight``."""
+    """Kept samples of one epoch: ``indices[:num_unit_weight]`` weigh 1, the rest weigh ``weight``.
+
+    When ``per_sample`` is given it holds every kept sample's weight (aligned with ``indices``) and
+    ``weight`` is NaN, so code that reads the shared weight of a per-sample selection fails loudly:
+    read weights through :meth:`weight_at` or :attr:`weights`.
+    """
 
     indices: Tensor
     num_unit_weight: int
     weight: float
     num_samples: int
     target_ratio: float = 0.0
+    per_sample: Tensor | None = None
 
     @classmethod
     def everything(cls, num_samples: int) -> Selection:
@@ -43,13 +78,26 @@ class Selection:
     @property
     def weights(self) -> Tensor:
         """Weights of the kept samples, aligned with ``indices`` (materialized on demand)."""
+        if self.per_sample is not None:
+            return self.per_sample.clone()
         w = torch.ones(len(self), dtype=torch.float32)
         w[self.num_unit_weight :] = self.weight
         return w
 
     def weight_at(self, positions: Tensor) -> Tensor:
         """Weights of the kept samples at ``positions`` (positions into ``indices``)."""
+        if self.per_sample is not None:
+            return self.per_sample[positions]
         return torch.where(positions < self.num_unit_weight, 1.0, self.weight).to(torch.float32)
+
+    @property
+    def max_weight(self) -> float:
+        """The largest weight of any kept sample (1 for an empty selection)."""
+        if len(self) == 0:
+            return 1.0
+        if self.per_sample is not None:
+            return float(self.per_sample.max())
+        return max(1.0 if self.num_unit_weight else 0.0, self.weight if self.num_unit_weight < len(self) else 0.0)
 
     @property
     def actual_ratio(self) -> float:
@@ -117,7 +165,13 @@ def _lowest_k(scores: Tensor, k: int) -> tuple[Tensor, float]:
 
 
 def stale_protected_selection(
-    scores: Tensor, age: Tensor, max_age: int, prune_ratio: float, q: float, generator: torch.Generator
+    scores: Tensor,
+    age: Tensor,
+    max_age: int,
+    prune_ratio: float,
+    q: float,
+    generator: torch.Generator,
+    max_weight: float = math.inf,
 ) -> Selection:
     """``random_drop_selection`` in which samples of ``age >= max_age`` epochs are never dropped, if possible.
 
@@ -127,21 +181,24 @@ def stale_protected_selection(
     the others are dropped, so the stalest are the ones trained. Kept sets then rotate through the
     data like RS2's, each sample kept in a share ``1 - p`` of such epochs, so every kept sample weighs
     ``N / kept``: the epoch's total weight stays ``N`` (weight 1 would shrink the step by ``1 - p``).
+    No weight exceeds ``max_weight``: the drop count is capped and the candidate pool widened for that.
     """
     stale = (age >= max_age) & torch.isfinite(scores)
     if not bool(stale.any()):
-        return random_drop_selection(scores, prune_ratio, q, generator)
-    n_drop = int(round(prune_ratio * scores.numel()))
-    n_fresh = int(torch.count_nonzero(torch.isfinite(scores))) - int(torch.count_nonzero(stale))
+        return random_drop_selection(scores, prune_ratio, q, generator, max_weight)
+    n = scores.numel()
+    n_drop = bounded_drop(n, prune_ratio, max_weight)
+    n_stale = int(torch.count_nonzero(stale))
+    n_fresh = int(torch.count_nonzero(torch.isfinite(scores))) - n_stale
     if n_drop <= n_fresh:
-        return _stale_into_pool(
-            random_drop_selection(scores.masked_fill(stale, math.inf), prune_ratio, q, generator), stale
-        )
+        sel = _random_drop(scores.masked_fill(stale, math.inf), n_drop, q, generator, max_weight, n_stale)
+        sel.target_ratio = prune_ratio
+        return _stale_into_pool(sel, stale)
     fresh_finite = torch.isfinite(scores) & ~stale
     top = float(scores[fresh_finite].max()) if n_fresh else 0.0
     aged = (abs(top) + 1.0) + (age - max_age).to(torch.float32)  # above every fresh score, stalest highest
-    hard = random_drop_selection(torch.where(stale, aged, scores), prune_ratio, 1.0, generator)
-    return Selection(hard.indices, 0, scores.numel() / max(1, len(hard)), scores.numel(), prune_ratio)
+    hard = _random_drop(torch.where(stale, aged, scores), n_drop, 1.0, generator)
+    return Selection(hard.indices, 0, n / max(1, len(hard)), n, prune_ratio)
 
 
 def _stale_into_pool(sel: Selection, stale: Tensor) -> Selection:
@@ -163,7 +220,9 @@ def _stale_into_pool(sel: Selection, stale: Tensor) -> Selection:
     return Selection(indices, sel.num_unit_weight - n_stale, weight, sel.num_samples, sel.target_ratio)
 
 
-def random_drop_selection(scores: Tensor, prune_ratio: float, q: float, generator: torch.Generator) -> Selection:
+def random_drop_selection(
+    scores: Tensor, prune_ratio: float, q: float, generator: torch.Generator, max_weight: float = math.inf
+) -> Selection:
     """Drop ``d = round(p N)`` samples uniformly at random among the ``ceil(d / q)`` lowest-scoring ones.
 
     The candidate count is taken from the integer drop count ``d`` rather than from ``p N`` (DESIGN.md
@@ -171,27 +230,41 @@ def random_drop_selection(scores: Tensor, prune_ratio: float, q: float, generato
     ``p N`` (0.3 * 100 = 30.000000000000004) cannot add a candidate. Unscored samples (``+inf``) are
     never candidates. Kept candidates are weighted ``1 / (1 - q')`` with ``q' = dropped / candidates``,
     so the expected weighted gradient over the kept set equals the full-data gradient.
+
+    ``max_weight`` bounds every weight: ``d`` is capped so at least ``ceil(N / max_weight)`` samples stay
+    and, for ``q < 1``, the candidates widen until ``1 / (1 - q') <= max_weight``.
     """
+    sel = _random_drop(scores, bounded_drop(scores.numel(), prune_ratio, max_weight), q, generator, max_weight)
+    sel.target_ratio = prune_ratio
+    return sel
+
+
+def _random_drop(
+    scores: Tensor, n_drop: int, q: float, generator: torch.Generator, max_weight: float = math.inf, extra_pool: int = 0
+) -> Selection:
+    """``random_drop_selection`` for a given drop count. ``extra_pool`` samples outside the candidates
+    (kept stale ones) share the kept candidates' weight, so the bound applies to the pool they form."""
     n = scores.numel()
-    n_drop = int(round(prune_ratio * n))
+    soft = q < 1.0 or extra_pool > 0
     n_cand = min(n, math.ceil(n_drop / q)) if n_drop > 0 else 0
+    if soft and n_drop > 0:
+        n_cand = min(n, max(n_cand, min_pool(n_drop, max_weight) - extra_pool))
     cand_mask, threshold = _lowest_k(scores, n_cand)
     if math.isinf(threshold) and threshold > 0:  # unscored (+inf) samples reached the candidates
         n_cand = min(n_cand, n - int(torch.count_nonzero(torch.isposinf(scores))))
         cand_mask, _ = _lowest_k(scores, n_cand)
     n_drop = min(n_drop, n_cand)
+    if soft and not math.isinf(max_weight):  # fewer candidates than the bound needs: drop fewer
+        pool = n_cand + extra_pool
+        n_drop = min(n_drop, pool - min_kept(pool, max_weight))
     if n_drop == 0:
-        sel = Selection.everything(n)
-        sel.target_ratio = prune_ratio
-        return sel
+        return Selection.everything(n)
     # exactly n_drop of the candidates, uniformly: the n_drop smallest of i.i.d. uniform keys, one key
     # per sample so no candidate index list is needed; non-candidates get a key above every uniform one
     keys = torch.rand(n, generator=generator)
-    weight = 1.0 / (1.0 - n_drop / n_cand) if n_drop < n_cand else 1.0
+    weight = n_cand / (n_cand - n_drop) if n_drop < n_cand else 1.0  # correctly rounded: never above the bound
     if n_cand == n:  # every sample is a candidate
-        return Selection(
-            torch.nonzero(lowest_k_mask(keys, n_drop).logical_not_()).squeeze(1), 0, weight, n, prune_ratio
-        )
+        return Selection(torch.nonzero(lowest_k_mask(keys, n_drop).logical_not_()).squeeze(1), 0, weight, n)
     plain_mask = cand_mask.logical_not_()
     keys.masked_fill_(plain_mask, 2.0)
     kept_cand_mask = lowest_k_mask(keys, n_drop).logical_or_(plain_mask).logical_not_()  # candidates not dropped
@@ -200,4 +273,4 @@ def random_drop_selection(scores: Tensor, prune_ratio: float, q: float, generato
     indices = torch.empty(n_plain + n_cand - n_drop, dtype=torch.int64)  # filled in place: no concatenation copy
     torch.nonzero(plain_mask, out=indices[:n_plain].unsqueeze(1))
     torch.nonzero(kept_cand_mask, out=indices[n_plain:].unsqueeze(1))
-    return Selection(indices, n_plain, weight, n, prune_ratio)
+    return Selection(indices, n_plain, weight, n)

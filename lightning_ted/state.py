@@ -148,6 +148,7 @@ class ScoreState:
 
         ``index`` may hold the same sample twice (DDP padding repeats a few samples); only its first
         occurrence counts, so a padded sample never enters the scores twice. Index -1 is skipped.
+        ``values`` is ``(M,)`` or ``(M, C)`` (several columns filtered alike, e.g. TED's term and loss).
         """
         valid = index >= 0  # -1 marks padding and non-finite observations
         if not bool(valid.all()):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lightning_ted.methods.bandit import UCB, EpsilonGreedy
-from lightning_ted.methods.base import PruningMethod
+from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, PruningMethod, WeightBoundWarning
 from lightning_ted.methods.ccs import CCS
 from lightning_ted.methods.full import FullData
 from lightning_ted.methods.infobatch import InfoBatch
@@ -31,6 +31,7 @@ def build_method(method: str | PruningMethod) -> PruningMethod:
 __all__ = [
     "CAT",
     "CCS",
+    "DEFAULT_MAX_WEIGHT",
     "EL2N",
     "METHODS",
     "TED",
@@ -44,5 +45,6 @@ __all__ = [
     "RandomSubset",
     "SeTa",
     "StaticScore",
+    "WeightBoundWarning",
     "build_method",
 ]

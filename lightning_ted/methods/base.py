@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from lightning_ted.selection import Selection
+from lightning_ted.selection import Selection, min_kept
 from lightning_ted.state import Observations, ScoreState
+
+#: default bound on any kept sample's loss weight (see :attr:`PruningMethod.max_weight`).
+DEFAULT_MAX_WEIGHT = 10.0
+
+
+class WeightBoundWarning(UserWarning):
+    """A schedule or setting would weigh kept samples above ``max_weight``; the kept set was enlarged."""
 
 
 class PruningMethod(ABC):
@@ -17,6 +26,12 @@ class PruningMethod(ABC):
     Subclasses set ``name``, say whether they need head-gradient Taylor terms, and implement
     :meth:`select` (which samples an epoch keeps, with which weights) and :meth:`observation_value`
     (what one visit of a sample contributes to its score).
+
+    ``max_weight`` (default 10, settable on every method: ``method.max_weight = 5`` or the constructor
+    argument of the reweighting methods) bounds the loss weight of any kept sample. A ratio that would
+    need more (``N / kept`` is 100 at ratio 0.99) keeps more samples instead, with one warning per
+    method instance: a few samples weighing 100x make each step a noisy, huge one (accuracy fell to
+    chance). ``math.inf`` lifts the bound. Methods that never reweigh (weight 1) ignore it.
     """
 
     name: str = "base"
@@ -29,6 +44,23 @@ class PruningMethod(ABC):
     exact_kept_count: bool = True
     #: Polyak/EMA factor of the score update: ``s <- alpha s + (1 - alpha) v``.
     alpha: float = 0.0
+    #: whether kept samples may weigh more than 1 (then ``max_weight`` caps the drop count).
+    reweights: bool = False
+
+    @property
+    def max_weight(self) -> float:
+        """Largest loss weight any kept sample may carry (``>= 1``; ``math.inf`` for no bound)."""
+        return getattr(self, "_max_weight", DEFAULT_MAX_WEIGHT)
+
+    @max_weight.setter
+    def max_weight(self, value: float) -> None:
+        value = float(value)
+        if math.isnan(value) or value < 1.0:
+            raise ValueError(
+                f"max_weight must be >= 1 (the largest loss weight of a kept sample; math.inf for no bound), "
+                f"got {value!r}"
+            )
+        self._max_weight = value
 
     def bind(self, max_epochs: int | None) -> None:  # noqa: B027 (optional hook, most methods ignore it)
         """Learn the run length from the Trainer (called at setup); methods with an end phase use it."""
@@ -37,11 +69,38 @@ class PruningMethod(ABC):
     def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
         """Kept samples and weights for an epoch whose schedule prunes ``prune_ratio`` of the data."""
 
+    def min_kept(self, num_samples: int) -> int:
+        """Fewest samples an epoch may keep so no weight exceeds ``max_weight`` (0 if weights stay 1)."""
+        return min_kept(num_samples, self.max_weight) if self.reweights else 0
+
+    def drop_count(self, num_samples: int, prune_ratio: float) -> int:
+        """Samples the epoch drops: the schedule's ``round(p N)``, lowered to keep ``min_kept`` (warned once)."""
+        wanted = int(round(prune_ratio * num_samples))
+        n_drop = min(wanted, num_samples - self.min_kept(num_samples))
+        if n_drop < wanted:
+            kept, asked = num_samples - n_drop, num_samples - wanted
+            heavy = f"weighing each {num_samples / asked:.3g}x" if asked else "leaving no sample to train on"
+            self.warn_once(
+                "ratio",
+                f"pruning method {self.name!r}: prune ratio {prune_ratio:g} would keep {asked} of {num_samples} "
+                f"samples, {heavy}, above max_weight={self.max_weight:g}; keeping {kept} "
+                f"({1 - kept / num_samples:.3g} pruned) whenever the ratio is that high. Lower the schedule's "
+                "ratio, or raise the method's max_weight if you want the heavier weights.",
+            )
+        return max(n_drop, 0)
+
+    def warn_once(self, key: str, message: str) -> None:
+        """Emit ``message`` as a :class:`WeightBoundWarning` the first time ``key`` comes up on this instance."""
+        warned = self.__dict__.setdefault("_warned", set())
+        if key not in warned:
+            warned.add(key)
+            rank_zero_warn(message, category=WeightBoundWarning)
+
     def expected_kept(self, num_samples: int, prune_ratio: float, epoch: int) -> int:
         """Kept count the schedule implies for ``epoch``, assuming every sample is scored after epoch 0."""
         if epoch == 0:
             return num_samples  # nothing is scored before the first pass
-        return num_samples - int(round(prune_ratio * num_samples))
+        return num_samples - self.drop_count(num_samples, prune_ratio)
 
     def observation_value(self, obs: Observations) -> Tensor:
         """Value that one visit contributes to a sample's score (default: its loss)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lightning_ted.methods.base import PruningMethod
+from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, PruningMethod
 from lightning_ted.selection import Selection
 from lightning_ted.state import ScoreState
 
@@ -16,10 +16,16 @@ class InfoBatch(PruningMethod):
     probability ``r`` (the schedule's ratio) and, if kept, weighted ``1 / (1 - r)``. Full data in the
     last epochs comes from the schedule's anneal (InfoBatch's ``delta = 1 - anneal``). Since ``r`` is a
     share of the candidates only, the saved fraction is below ``r``: report the achieved fraction.
+    ``max_weight`` caps ``1 / (1 - r)``: a higher ``r`` drops ``1 - 1 / max_weight`` of the candidates
+    instead (warned once).
     """
 
     name = "infobatch"
     exact_kept_count = False
+    reweights = True
+
+    def __init__(self, max_weight: float = DEFAULT_MAX_WEIGHT) -> None:
+        self.max_weight = max_weight
 
     def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
         if not 0.0 <= prune_ratio < 1.0:
@@ -31,9 +37,19 @@ class InfoBatch(PruningMethod):
         n_scored = int(torch.count_nonzero(scored))
         if prune_ratio <= 0 or n_scored == 0:
             return Selection(torch.arange(n), n, 1.0, n, prune_ratio)
+        r = min(prune_ratio, 1.0 - 1.0 / self.max_weight)
+        if r < prune_ratio:
+            self.warn_once(
+                "ratio",
+                f"pruning method 'infobatch': prune ratio {prune_ratio:g} would weigh kept candidates "
+                f"{1 / (1 - prune_ratio):.3g}x, above max_weight={self.max_weight:g}; dropping a share {r:.3g} of "
+                "the candidates instead whenever the ratio is that high. Lower the schedule's ratio, or raise "
+                "max_weight if you want the heavier weights.",
+            )
         mean = torch.where(scored, score, 0.0).sum(dtype=torch.float64) / n_scored
         candidate = score < mean  # +inf (unscored) is never below the mean
-        dropped = torch.rand(n, generator=generator) < prune_ratio
+        dropped = torch.rand(n, generator=generator) < r
         plain = torch.nonzero(~candidate).squeeze(1)
         kept_cand = torch.nonzero(candidate & ~dropped).squeeze(1)
-        return Selection(torch.cat([plain, kept_cand]), plain.numel(), 1.0 / (1.0 - prune_ratio), n, prune_ratio)
+        weight = min(1.0 / (1.0 - r), self.max_weight)  # exactly max_weight when capped, not 1 ulp above
+        return Selection(torch.cat([plain, kept_cand]), plain.numel(), weight, n, prune_ratio)

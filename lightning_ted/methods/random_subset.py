@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lightning_ted.methods.base import PruningMethod
+from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, PruningMethod
 from lightning_ted.selection import Selection, lowest_k_mask
 from lightning_ted.state import ScoreState
 
@@ -18,16 +18,23 @@ class RandomSubset(PruningMethod):
     Args:
         reweight: weigh the kept samples ``N / kept`` (= ``1 / (1 - p)``) so the epoch's summed loss keeps
             the full-data scale, as TED and InfoBatch do; the plain RS2 rule uses weight 1.
+        max_weight: with ``reweight``, the largest weight ``N / kept`` allowed: higher ratios keep
+            ``ceil(N / max_weight)`` samples instead (warned once).
     """
 
     name = "random"
 
-    def __init__(self, reweight: bool = False) -> None:
+    def __init__(self, reweight: bool = False, max_weight: float = DEFAULT_MAX_WEIGHT) -> None:
         self.reweight = bool(reweight)
+        self.max_weight = max_weight
+
+    @property
+    def reweights(self) -> bool:  # type: ignore[override]
+        return self.reweight
 
     def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
         n = state.num_samples
-        n_drop = int(round(prune_ratio * n))
+        n_drop = self.drop_count(n, prune_ratio)
         if n_drop == 0:
             return Selection(torch.arange(n), n, 1.0, n, prune_ratio)
         keys = state.seen.float().add_(torch.rand(n, generator=generator))  # visits, ties broken at random

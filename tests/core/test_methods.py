@@ -12,6 +12,7 @@ from lightning_ted import distillation_loss
 from lightning_ted.methods import (
     CAT,
     CCS,
+    DEFAULT_MAX_WEIGHT,
     EL2N,
     METHODS,
     TED,
@@ -23,6 +24,7 @@ from lightning_ted.methods import (
     InfoBatch,
     PruningMethod,
     RandomSubset,
+    WeightBoundWarning,
 )
 from lightning_ted.selection import Selection
 from lightning_ted.state import Observations, ScoreState
@@ -620,3 +622,100 @@ def test_reweighted_random_weighs_kept_samples_n_over_k():
     assert torch.equal(plain.indices, weighted.indices) and len(weighted) == 15
     assert torch.allclose(weighted.weights, torch.full((15,), 50 / 15))
     assert float(weighted.weights.sum()) == pytest.approx(50.0)
+
+
+# ------------------------------------------------------------------------------- bounded weights (max_weight)
+REWEIGHTING = {
+    "ted": lambda **kw: TED(**kw),
+    "ted_hard_stale": lambda **kw: TED(q=1.0, **kw),
+    "ted_q095": lambda **kw: TED(q=0.95, **kw),
+    "ted_no_staleness": lambda **kw: TED(max_staleness=None, **kw),
+    "ted_pps": lambda **kw: TED(selection="pps", **kw),
+    "ted_pps_rank": lambda **kw: TED(selection="pps", pps_transform="rank", **kw),
+    "random_reweight": lambda **kw: RandomSubset(reweight=True, **kw),
+    "infobatch": lambda **kw: InfoBatch(**kw),
+}
+
+
+def _scored(method: PruningMethod, n: int, seed: int = 0) -> ScoreState:
+    state = _state(method, n)
+    g = _gen(seed)
+    method.update(state, _obs(range(n), loss=torch.rand(n, generator=g), term=torch.randn(n, generator=g)), 0)
+    return state
+
+
+@pytest.mark.parametrize("name", sorted(REWEIGHTING))
+@pytest.mark.parametrize("max_weight", [10.0, 4.0])
+def test_ratio_0_99_never_weighs_a_sample_above_max_weight(name, max_weight):
+    """At ratio 0.99 (100x weights before) every kept weight is <= max_weight, the warning fires once per
+    instance, and exact-count methods keep what expected_kept (and so total_optimizer_steps) says."""
+    n = 1000
+    method = REWEIGHTING[name](max_weight=max_weight)
+    assert method.max_weight == max_weight
+    state = _scored(method, n)
+    with pytest.warns(WeightBoundWarning, match="max_weight") as caught:
+        sels = [method.select(state, 0.99, _gen(seed)) for seed in range(3)]
+        expected = method.expected_kept(n, 0.99, 1)
+    messages = [str(w.message) for w in caught if issubclass(w.category, WeightBoundWarning)]
+    assert len([m for m in messages if "prune ratio 0.99" in m]) == 1  # once, though selected three times
+    assert len(messages) == len(set(messages))  # TED(q=0.95) also says once that its candidates widen
+    for sel in sels:
+        _check_well_formed(sel, n)
+        assert float(sel.weights.max()) <= max_weight
+        assert float(sel.weights.min()) >= 1.0
+        if method.exact_kept_count:
+            assert len(sel) == expected == n - (n - math.ceil(n / max_weight))
+        else:  # InfoBatch drops a share 1 - 1 / max_weight of its candidates at most
+            assert len(sel) > n - 0.99 * n
+
+
+@pytest.mark.parametrize("name", sorted(REWEIGHTING))
+def test_bounded_weights_hold_over_epochs_with_stale_waves(name):
+    """Twelve epochs at 0.95 on fixed scores (stale waves included): weights bounded, counts as expected."""
+    n, method = 600, REWEIGHTING[name]()
+    state = _scored(method, n)
+    fixed = _obs(range(n), loss=torch.rand(n, generator=_gen(1)), term=torch.randn(n, generator=_gen(2)))
+    with pytest.warns(WeightBoundWarning):
+        for epoch in range(1, 13):
+            sel = method.select(state, 0.95, _gen(epoch))
+            assert float(sel.weights.max()) <= method.max_weight
+            if method.exact_kept_count:
+                assert len(sel) == method.expected_kept(n, 0.95, epoch)
+            kept = sel.indices
+            method.update(state, Observations(kept, fixed.values[kept]), epoch)
+
+
+def test_unbounded_max_weight_restores_the_old_weights_and_bad_values_are_refused():
+    state = ScoreState(100)
+    heavy = RandomSubset(reweight=True, max_weight=math.inf).select(state, 0.99, _gen(0))
+    assert len(heavy) == 1 and float(heavy.weights.max()) == 100.0
+    with pytest.raises(ValueError, match="max_weight"):
+        TED(max_weight=0.5)
+    method = UCB()  # settable on every method, even one whose weights are always 1
+    method.max_weight = 3
+    assert method.max_weight == 3.0 and EL2N().max_weight == DEFAULT_MAX_WEIGHT == 10.0
+    with pytest.raises(ValueError, match="max_weight"):
+        method.max_weight = float("nan")
+
+
+def test_below_the_bound_nothing_changes_and_nothing_is_warned(recwarn):
+    """At ratio 0.5 the bound does not bind: the drop rule keeps N - round(pN) and no warning appears."""
+    n = 200
+    for name, make in REWEIGHTING.items():
+        if name == "ted_q095":  # q itself exceeds the bound: warned whatever the ratio (tested above)
+            continue
+        method = make()
+        state = _scored(method, n)
+        sel = method.select(state, 0.5, _gen(0))
+        if method.exact_kept_count:
+            assert len(sel) == n - 100 == method.expected_kept(n, 0.5, 1)
+    assert not [w for w in recwarn if issubclass(w.category, WeightBoundWarning)]
+
+
+def test_unit_weight_methods_ignore_the_bound():
+    """UCB keeps weight 1, so ratio 0.99 keeps 1% of the data as asked, without a warning."""
+    n = 1000
+    method = UCB()
+    state = _scored(method, n)
+    sel = method.select(state, 0.99, _gen(0))
+    assert len(sel) == 10 == method.expected_kept(n, 0.99, 1) and sel.weights.tolist() == [1.0] * 10

@@ -347,3 +347,30 @@ def test_a_stale_wave_does_not_concentrate_the_weight_on_a_few_candidates():
 def test_max_staleness_below_two_is_rejected():
     with pytest.raises(ValueError, match="max_staleness"):
         TED(max_staleness=1)
+
+
+# ------------------------------------------------------------------------------- max_weight bound
+def test_min_pool_is_the_smallest_pool_within_the_bound():
+    """min_pool(d, M) is the smallest P with P / (P - d) <= M, by exhaustive search in exact fractions."""
+    from lightning_ted.selection import min_pool
+
+    for m in (1.5, 2.0, 3.0, 4.0, 10.0, 7.3):
+        for d in range(0, 60):
+            brute = next(p for p in range(d, 100 * d + 2) if p == d == 0 or (p > d and Fraction(p, p - d) <= m))
+            assert min_pool(d, m) == brute, (d, m)
+
+
+@pytest.mark.parametrize("n", [10, 97, 1000])
+@pytest.mark.parametrize("p", [0.3, 0.5, 0.9, 0.99])
+@pytest.mark.parametrize("q", [0.5, 0.95, 1.0])
+@pytest.mark.parametrize("m", [2.0, 10.0])
+def test_random_drop_with_max_weight_bounds_weights_and_keeps_the_capped_count(n, p, q, m):
+    """Weights <= M; kept = N - min(round(pN), N - ceil(N / M)); the candidates widen, never the kept set,
+    when q alone would weigh more than M."""
+    from lightning_ted.selection import bounded_drop
+
+    sel = random_drop_selection(_distinct_scores(n, 2), p, q, epoch_generator(0, 1), max_weight=m)
+    _check_well_formed(sel, n)
+    assert float(sel.weights.max()) <= m
+    n_drop = min(round(p * n), n - math.ceil(Fraction(n) / Fraction(m)))
+    assert bounded_drop(n, p, m) == n_drop and len(sel) == n - n_drop
