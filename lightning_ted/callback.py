@@ -2,7 +2,8 @@
 
 Per step (``on_train_batch_end``) it reads the per-sample losses the ``training_step`` returned through
 :func:`pruned_loss`, turns the captured head input and output gradient into Taylor terms (no extra
-backward), and buffers them in the datamodule's state. Once per epoch it syncs the buffered
+backward), and buffers them in the datamodule's state; a step whose ``training_step`` returned ``None``
+is skipped and records nothing. Once per epoch it syncs the buffered
 observations across ranks (one collective), updates the scores and logs through ``self.log`` so any
 logger receives the metrics.
 """
@@ -32,7 +33,8 @@ class TEDPruningCallback(Callback):
 
     Args:
         head: name of the output ``nn.Linear`` in the ``LightningModule`` (e.g. ``"model.fc"``); by
-            default the last ``nn.Linear`` the module registers.
+            default the last ``nn.Linear`` the module registers, which is logged and, at the first
+            step, must be the last ``nn.Linear`` the step runs (see :mod:`lightning_ted.step_checks`).
         quantiles: score quantiles logged each epoch.
         log_per_class: log the kept fraction of each class when the training set exposes its labels.
         progress_bar: show the epoch's kept and total sample counts in the progress bar.
