@@ -3,9 +3,8 @@
 Per step (``on_train_batch_end``) it reads the per-sample losses the ``training_step`` returned through
 :func:`pruned_loss`, turns the captured head input and output gradient into Taylor terms (no extra
 backward), and buffers them in the datamodule's state; a step whose ``training_step`` returned ``None``
-is skipped and records nothing. Once per epoch it syncs the buffered
-observations across ranks (one collective), updates the scores and logs through ``self.log`` so any
-logger receives the metrics.
+is skipped and records nothing. Once per epoch it syncs the buffered observations across ranks (one
+collective), updates the scores and logs through ``self.log`` so any logger receives the metrics.
 """
 
 from __future__ import annotations
