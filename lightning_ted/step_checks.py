@@ -182,7 +182,7 @@ def _ends_at(scheduler: Any, steps: int) -> bool:
     if not isinstance(scheduler, lr_scheduler.LambdaLR) or steps < 1:
         return False
     try:
-        return all(float(f(steps)) == 0.0 and float(f(steps - 1)) > 0.0 for f in scheduler.lr_lambdas)
+        return all(abs(float(f(steps))) < 1e-9 < float(f(steps - 1)) for f in scheduler.lr_lambdas)
     except Exception:  # an opaque lambda that cannot be probed: no claim
         return False
 
