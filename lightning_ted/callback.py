@@ -2,9 +2,9 @@
 
 Per step (``on_train_batch_end``) it reads the per-sample losses the ``training_step`` returned through
 :func:`pruned_loss`, turns the captured head input and output gradient into Taylor terms (no extra
-backward), and buffers them in the datamodule's state. Once per epoch it syncs the buffered
-observations across ranks (one collective), updates the scores and logs through ``self.log`` so any
-logger receives the metrics.
+backward), and buffers them in the datamodule's state; a step whose ``training_step`` returned ``None``
+is skipped and records nothing. Once per epoch it syncs the buffered observations across ranks (one
+collective), updates the scores and logs through ``self.log`` so any logger receives the metrics.
 """
 
 from __future__ import annotations
@@ -21,13 +21,8 @@ from lightning_ted.methods.ted import FORWARD_REFERENCES
 from lightning_ted.observe.epoch_metrics import define_epoch_charts, epoch_scalars, log_score_histogram
 from lightning_ted.pruned_reference import pruned_indices, pruned_reference, require_loss_method
 from lightning_ted.selection import epoch_generator
-from lightning_ted.taylor import (
-    HeadCapture,
-    batch_reference,
-    find_head,
-    head_statistic,
-    score_values,
-)
+from lightning_ted.step_checks import FirstStepChecks, check_step_schedules, log_default_head
+from lightning_ted.taylor import HeadCapture, batch_reference, calls_statistic, find_head, score_values
 
 PER_SAMPLE_KEY = "per_sample_loss"
 
@@ -37,7 +32,8 @@ class TEDPruningCallback(*CALLBACK_BASES):
 
     Args:
         head: name of the output ``nn.Linear`` in the ``LightningModule`` (e.g. ``"model.fc"``); by
-            default the last ``nn.Linear`` the module registers.
+            default the last ``nn.Linear`` the module registers, which is logged and, at the first
+            step, must be the last ``nn.Linear`` the step runs (see :mod:`lightning_ted.step_checks`).
         quantiles: score quantiles logged each epoch.
         log_per_class: log the kept fraction of each class when the training set exposes its labels.
         progress_bar: show the epoch's kept and total sample counts in the progress bar.
@@ -61,6 +57,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
         self._pruned_ref: tuple[int, torch.Tensor | None, torch.Tensor | None] | None = None
         self._trainer: L.Trainer | None = None
         self._bar_epoch = -1  # epoch whose kept count the progress bar shows
+        self._checks: FirstStepChecks | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -78,6 +75,10 @@ class TEDPruningCallback(*CALLBACK_BASES):
         define_epoch_charts(trainer)
         if dm.method.head_statistic is not None and self.capture is None:
             self.capture = HeadCapture(find_head(pl_module, self.head))
+            self.capture.enabled = False  # until the first training step starts
+            if self.head is None:
+                log_default_head(pl_module, self.capture.head)
+        self._checks = FirstStepChecks(pl_module, self.capture, default_head=self.head is None)
         if self._forward_reference(dm.method):
             require_loss_method(pl_module, dm.method.reference)
 
@@ -89,6 +90,12 @@ class TEDPruningCallback(*CALLBACK_BASES):
         if self.capture is not None:
             self.capture.remove()
             self.capture = None
+        if self._checks is not None:
+            self._checks.close()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.datamodule.method.exact_kept_count:
+            check_step_schedules(trainer, self.datamodule.total_optimizer_steps())
 
     # ------------------------------------------------------------------ per step
     def on_train_batch_start(
@@ -96,6 +103,8 @@ class TEDPruningCallback(*CALLBACK_BASES):
     ) -> None:
         if self.capture is not None:
             self.capture.reset()
+            self.capture.enabled = True  # capture head calls of training steps only
+            self._checks.on_step_start()
         if self.progress_bar and self._bar_epoch != trainer.current_epoch:
             # once per epoch: the progress bar keeps the last step value, so it shows kept / total all epoch
             # once per epoch, display only (never logged): the trainer's progress-bar dict, which every
@@ -106,6 +115,11 @@ class TEDPruningCallback(*CALLBACK_BASES):
             if isinstance(bar, dict):
                 bar["kept"] = f"{len(sel)}/{sel.num_samples}"
 
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        ctx = self.datamodule.batch_context if self.datamodule is not None else None
+        if self.capture is not None and ctx is not None:
+            self._checks.before_backward(ctx.loss)
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -113,6 +127,14 @@ class TEDPruningCallback(*CALLBACK_BASES):
         ctx = dm.batch_context
         if ctx is None:
             raise RuntimeError("the training batch did not come from DynamicPruningDataModule.train_dataloader()")
+        if self.capture is not None:
+            self.capture.enabled = False
+        if outputs is None or (isinstance(outputs, dict) and not outputs):
+            # training_step returned None: Lightning skipped the batch, so nothing is recorded for it
+            if self.capture is not None:
+                self.capture.reset()
+            dm.batch_context = None
+            return
         if not isinstance(outputs, dict) or PER_SAMPLE_KEY not in outputs:
             raise KeyError(
                 f"training_step must return the per-sample loss under {PER_SAMPLE_KEY!r} for pruning; compute "
@@ -126,6 +148,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
             )
         terms = None
         if self.capture is not None:
+            self._checks.on_step_end()
             terms = self._head_values(trainer, ctx)
             self.capture.reset()  # free the head activations now, not at the next step
         dm.state.observe(ctx.index, losses, terms)
@@ -137,10 +160,10 @@ class TEDPruningCallback(*CALLBACK_BASES):
                 "no gradient reached the per-sample loss this step: build the returned loss with "
                 "pruned_loss(self, losses) (and keep automatic optimization) so the callback can read dL/dl_k."
             )
-        h, delta = self.capture.per_sample_delta(ctx.loss_grad)
         kind = self.datamodule.method.head_statistic
         if kind != "taylor":
-            return head_statistic(h, delta, kind)
+            return calls_statistic(self.capture.call_deltas(ctx.loss_grad), kind)
+        h, delta = self.capture.per_sample_delta(ctx.loss_grad)
         weights = ctx.weight.to(delta.device, torch.float32)
         grad_w, grad_b = batch_reference(h, delta, weights, bias=self.capture.head.bias is not None)
         method = self.datamodule.method

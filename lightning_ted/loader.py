@@ -35,6 +35,7 @@ class BatchContext:
     index: Tensor
     weight: Tensor
     loss_grad: Tensor | None = None  # dL/dl_k, captured by ``pruned_loss`` during backward
+    loss: Tensor | None = None  # the per-sample loss with its graph, for the callback's first-step checks
 
     def capture_loss_grad(self, grad: Tensor) -> None:
         self.loss_grad = grad.detach()

@@ -40,6 +40,7 @@ def pruned_loss(module: L.LightningModule, per_sample_loss: Tensor) -> dict[str,
         )
     if per_sample_loss.requires_grad:
         per_sample_loss.register_hook(ctx.capture_loss_grad)
+        ctx.loss = per_sample_loss
     weights = ctx.weight.to(per_sample_loss.dtype)
     return {"loss": (per_sample_loss * weights).mean(), "per_sample_loss": per_sample_loss.detach()}
 

@@ -146,50 +146,113 @@ def head_statistic(h: Tensor, delta: Tensor, kind: str) -> Tensor:
     raise ValueError(f"unknown head statistic {kind!r}; choose one of {HEAD_STATISTICS}")
 
 
-class HeadCapture:
-    """Forward hook on the head that keeps its input ``h`` and the gradient of its output ``dL/dz``.
+def join_calls(pairs: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """One ``(h, delta)`` for a head that ran once per pair: a single pair as it is, several joined along
+    a position axis (``(B, positions, d)``, ``(B, positions, C)``), where the sequence-head algebra sums
+    each sample's head gradient over every position of every call."""
+    if len(pairs) == 1:
+        return pairs[0]
+    b = pairs[0][1].shape[0]
+    h = torch.cat([h.reshape(b, -1, h.shape[-1]) for h, _ in pairs], dim=1)
+    delta = torch.cat([d.reshape(b, -1, d.shape[-1]) for _, d in pairs], dim=1)
+    return h, delta
 
-    Only training-mode forwards with grad enabled are captured; if the head runs several times in one
-    step, the last call wins.
+
+def calls_statistic(pairs: list[tuple[Tensor, Tensor]], kind: str) -> Tensor:
+    """:func:`head_statistic` of a step whose head ran once per ``(h, delta)`` pair (shape B).
+
+    One call: the statistic itself. Several (augmented views): ``el2n`` is the mean over the calls,
+    ``correct`` needs every call right, and ``grand`` is the norm of the per-sample head gradient, which
+    sums over the calls.
+    """
+    values = [head_statistic(h, delta, kind) for h, delta in pairs]
+    if len(values) == 1:
+        return values[0]
+    if kind == "grand":
+        return grad_sq_norms(*join_calls(pairs)).sqrt()
+    stacked = torch.stack(values)
+    return stacked.amin(0) if kind == "correct" else stacked.mean(0)
+
+
+class HeadCapture:
+    """Forward hook on the head that keeps, for every call in a step, its input ``h`` and output gradient.
+
+    Any forward with autograd on is captured, in train or eval mode (a Hugging Face ``from_pretrained``
+    model is in eval mode until ``.train()``). A head called several times in one step (two augmented
+    views, R-drop, a second ``self(x)``) gives one ``(h, dL/dz)`` pair per call; a call whose gradient
+    never arrives (detached logits, activation-checkpoint recomputation) drops out, and the per-sample
+    head gradient is the sum over the calls that remain. ``enabled`` lets the callback limit capture to
+    training steps.
     """
 
     def __init__(self, head: nn.Linear) -> None:
         self.head = head
-        self.h: Tensor | None = None
-        self.grad_z: Tensor | None = None
+        self.enabled = True
+        self.keep_outputs = False  # also keep each call's output tensor (the callback's one-time checks)
+        self.calls: list[_HeadCall] = []
         self._handle = head.register_forward_hook(self._on_forward)
 
     def _on_forward(self, module: nn.Module, inputs: tuple, output: Tensor) -> None:
-        if not (module.training and torch.is_grad_enabled() and output.requires_grad):
+        if not (self.enabled and torch.is_grad_enabled() and output.requires_grad):
             return
-        self.h = inputs[0].detach()
-        self.grad_z = None
-        output.register_hook(self._on_grad)
+        call = _HeadCall(inputs[0].detach(), output if self.keep_outputs else None)
+        self.calls.append(call)
+        output.register_hook(call.on_grad)
 
-    def _on_grad(self, grad: Tensor) -> None:
-        self.grad_z = grad.detach()
+    @property
+    def h(self) -> Tensor | None:
+        """Input of the last captured call."""
+        return self.calls[-1].h if self.calls else None
+
+    @property
+    def grad_z(self) -> Tensor | None:
+        """Output gradient of the last captured call (``None`` until its backward ran)."""
+        return self.calls[-1].grad if self.calls else None
 
     def reset(self) -> None:
-        self.h, self.grad_z = None, None
+        self.calls = []
 
     def remove(self) -> None:
         self._handle.remove()
         self.reset()
 
-    def per_sample_delta(self, loss_grad: Tensor) -> tuple[Tensor, Tensor]:
-        """``(h, delta)`` in float32, with ``delta_k = (dL/dz_k) / (dL/dl_k)`` per sample."""
-        if self.h is None or self.grad_z is None:
+    def call_deltas(self, loss_grad: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """``(h, delta)`` in float32 for every call whose gradient arrived, ``delta_k = (dL/dz_k) / (dL/dl_k)``."""
+        arrived = [c for c in self.calls if c.grad is not None]
+        if not arrived:
             raise RuntimeError(
                 "no head gradient was captured this step: the head layer did not take part in the loss's "
-                "backward pass. Pass TEDPruningCallback(head=...) naming the layer that produces the logits."
+                "backward pass (its output was detached, computed under no_grad, or the layer is not the one "
+                "producing the logits). Pass TEDPruningCallback(head=...) naming the layer that produces them."
             )
-        grad_z = self.grad_z.float()
-        if grad_z.shape[0] != loss_grad.shape[0]:
-            raise ValueError(
-                f"the head output has batch size {grad_z.shape[0]} but the per-sample loss has "
-                f"{loss_grad.shape[0]} entries; the head must map the batch sample-wise (batch first)."
-            )
-        scale = loss_grad.float().reshape((-1,) + (1,) * (grad_z.dim() - 1))
+        scale = loss_grad.float()
         # a zero loss gradient (weight 0 or an exactly flat loss) carries no information: delta 0
-        delta = grad_z / scale.masked_fill(scale == 0, float("inf"))
-        return self.h.float(), delta
+        scale = scale.masked_fill(scale == 0, float("inf"))
+        pairs = []
+        for call in arrived:
+            grad_z = call.grad.float()
+            if grad_z.shape[0] != loss_grad.shape[0]:
+                raise ValueError(
+                    f"the head output has batch size {grad_z.shape[0]} but the per-sample loss has "
+                    f"{loss_grad.shape[0]} entries; the head must map the batch sample-wise (batch first)."
+                )
+            pairs.append((call.h.float(), grad_z / scale.reshape((-1,) + (1,) * (grad_z.dim() - 1))))
+        return pairs
+
+    def per_sample_delta(self, loss_grad: Tensor) -> tuple[Tensor, Tensor]:
+        """``(h, delta)`` of the step in float32, every call joined by :func:`join_calls`."""
+        return join_calls(self.call_deltas(loss_grad))
+
+
+class _HeadCall:
+    """One captured head call: its input, its output gradient once backward delivers it, and (for the
+    one-time checks only) its output."""
+
+    __slots__ = ("h", "grad", "output")
+
+    def __init__(self, h: Tensor, output: Tensor | None) -> None:
+        self.h, self.grad, self.output = h, None, output
+
+    def on_grad(self, grad: Tensor) -> None:
+        # a call whose output is used twice still gets one hook call with the summed gradient
+        self.grad = grad.detach()

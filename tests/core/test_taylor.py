@@ -17,6 +17,7 @@ from torch.func import functional_call, grad, vmap
 from lightning_ted.taylor import (
     HeadCapture,
     batch_reference,
+    calls_statistic,
     find_head,
     score_values,
     self_terms,
@@ -253,6 +254,43 @@ def test_capture_ignores_eval_and_no_grad_forwards():
     capture.remove()
     model(x).sum().backward()
     assert capture.h is None and capture.grad_z is None  # removed: no longer captures
+
+
+def test_head_called_twice_sums_its_per_sample_gradient_over_the_calls():
+    """Two calls with different inputs (two views), one without a gradient (detached), in eval mode: the
+    terms and GraNd norms equal brute force over ``g_k = grad of l_k(view 1, view 2)``."""
+    b, d_in, d, c = 8, 3, 5, 4
+    torch.manual_seed(40)
+    model = Net(d_in, d, c)
+    g = torch.Generator().manual_seed(41)
+    x1, x2 = torch.randn(b, d_in, generator=g), torch.randn(b, d_in, generator=g)
+    y = torch.randint(0, c, (b,), generator=g)
+    w = torch.randint(1, 3, (b,), generator=g).float()
+    capture = HeadCapture(model.head)
+    model.eval()  # captured in eval mode too
+    losses = flat_loss(model(x1), y) + 0.5 * flat_loss(model(x2), y)
+    model(x1).detach()  # its gradient never arrives: no contribution
+    seen: dict[str, Tensor] = {}
+    losses.register_hook(lambda grad_: seen.__setitem__("loss_grad", grad_.detach()))
+    ((losses * w).mean() * 64.0).backward()
+    assert len(capture.calls) == 3 and len(capture.call_deltas(seen["loss_grad"])) == 2
+    h, delta = capture.per_sample_delta(seen["loss_grad"])
+    grand = calls_statistic(capture.call_deltas(seen["loss_grad"]), "grand")
+    capture.remove()
+
+    h1, h2 = model.body(x1).detach().double(), model.body(x2).detach().double()
+    head = copy.deepcopy(model.head).double()
+    params = {n: p.detach() for n, p in head.named_parameters()}
+
+    def loss_k(p, a, b_, yk):
+        return flat_loss(functional_call(head, p, (a,)), yk) + 0.5 * flat_loss(functional_call(head, p, (b_,)), yk)
+
+    per_sample = vmap(grad(loss_k), in_dims=(None, 0, 0, 0))(params, h1, h2, y)
+    gk = torch.cat([per_sample[n].reshape(b, -1) for n in sorted(per_sample)], dim=1)
+    expected = gk @ ((w.double()[:, None] * gk).sum(0) / b)
+    terms = taylor_terms(h, delta, *batch_reference(h, delta, w))
+    torch.testing.assert_close(terms.double(), expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+    torch.testing.assert_close(grand.double(), gk.norm(dim=1), rtol=1e-4, atol=1e-6)
 
 
 def test_capture_rejects_batch_size_mismatch():
