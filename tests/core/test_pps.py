@@ -4,7 +4,6 @@ purity, staleness, gate and cohorts, checked against brute force and over many s
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -220,19 +219,14 @@ def test_state_round_trip_gives_the_same_selection():
     assert torch.equal(a.indices, b.indices) and torch.equal(a.weights, b.weights)
 
 
-def test_a_million_samples_select_in_well_under_a_second():
+def test_a_million_samples_select_exactly():
+    """Scale check of the vectorized rule (its speed is measured in experiments/scale_selection.py, not here)."""
     n = 1_000_000
     state = _scored_state(torch.randn(n, generator=torch.Generator().manual_seed(0)))
     state.last_epoch.copy_(torch.randint(0, 4, (n,), generator=torch.Generator().manual_seed(1)))
     for kwargs in (dict(selection="pps"), dict(selection="pps", pps_transform="rank", compare="epoch")):
-        method = TED(**kwargs)
-        best = math.inf
-        for _ in range(2):
-            start = time.perf_counter()
-            sel = method.select(state, 0.7, epoch_generator(0, 4))
-            best = min(best, time.perf_counter() - start)
-        assert len(sel) == 300_000
-        assert best < 1.0, (kwargs, best)
+        sel = TED(**kwargs).select(state, 0.7, epoch_generator(0, 4))
+        assert len(sel) == 300_000 and sel.indices.unique().numel() == 300_000
 
 
 # ------------------------------------------------------------------------------- staleness, gate, cohorts

@@ -233,7 +233,7 @@ def test_capture_path_fully_padded_sample_scores_zero():
     torch.testing.assert_close(terms.double(), expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
 
 
-def test_capture_ignores_eval_and_no_grad_forwards():
+def test_capture_has_nothing_until_a_gradient_reaches_the_head():
     model = Net(3, 4, 2)
     capture = HeadCapture(model.head)
     x = torch.randn(5, 3)
