@@ -194,7 +194,8 @@ class TEDPruningCallback(*CALLBACK_BASES):
         if method.score in ("ratio", "cosine"):  # scale-free variants
             return values
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else 1.0
-        return float(lr) * values  # eta <g_k, .>: the first-order loss change of one step
+        # eta <g_k, .>: the first-order loss change of one step; a tensor lr stays a tensor (float() would sync)
+        return (lr if isinstance(lr, torch.Tensor) else float(lr)) * values
 
     # ------------------------------------------------------------------ per epoch
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

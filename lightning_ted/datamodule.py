@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
 from lightning_ted.compat import DATAMODULE_BASES
+from lightning_ted.device_loader import check_device_resident_options, device_resident_loader
 from lightning_ted.loader import (
     BatchContext,
     EpochCursor,
@@ -48,6 +49,9 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         batch_size, num_workers, collate_fn, pin_memory, drop_last: passed to the train ``DataLoader``.
         seed: seeds selection and shuffling through ``(seed, epoch)``, so every rank and every resumed
             run draws the same kept set in the same order.
+        device_resident: serve the train batches from a ``TensorDataset`` moved to the training device once,
+            shuffled and gathered there by tensor ops (no workers, no per-sample Python; same batches as
+            the standard loader). ``None`` (default): only when its tensors already live on an accelerator.
     """
 
     def __init__(
@@ -65,8 +69,12 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         pin_memory: bool = False,
         drop_last: bool = False,
         seed: int = 0,
+        device_resident: bool | None = None,
     ) -> None:
         super().__init__()
+        check_device_resident_options(device_resident, num_workers, collate_fn)  # device_loader.py
+        self.device_resident = device_resident
+        self._resident: tuple | None = None  # (dataset tensors, their copies on the device)
         if (train_dataset is None) == (datamodule is None):
             raise ValueError("give exactly one of train_dataset or datamodule to DynamicPruningDataModule")
         if train_dataset is not None:
@@ -138,6 +146,9 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         self.current_selection = selection
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
         self.cursor = EpochCursor(epoch)
+        resident = device_resident_loader(self, selection, world, rank)  # device_loader.py: tensors on the device
+        if resident is not None:
+            return resident
         return PruningDataLoader(
             KeptDataset(self.train_dataset, selection, gather_tensors=self.collate_fn in (None, default_collate)),
             cursor=self.cursor,
