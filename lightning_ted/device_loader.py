@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset, default_collate
 
@@ -133,6 +134,12 @@ def device_resident_loader(dm: Any, selection: Selection, num_replicas: int, ran
     dataset = dm.train_dataset
     if not wants_device_resident(dm.device_resident, dataset, dm.collate_fn):
         return None
+    if dm.device_resident is None and dm.num_workers:
+        rank_zero_warn(
+            f"the training tensors already live on an accelerator, so batches are gathered there in the main "
+            f"process and num_workers={dm.num_workers} is not used; pass device_resident=False to keep the "
+            "DataLoader (its workers cannot read accelerator tensors), or leave num_workers unset."
+        )
     trainer = dm.trainer
     device = trainer.strategy.root_device if trainer is not None else dataset.tensors[0].device
     source, moved = dm._resident if dm._resident is not None else ((), ())
