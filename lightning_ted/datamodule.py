@@ -9,6 +9,7 @@ see their usual batch. Validation and test loaders are untouched.
 from __future__ import annotations
 
 import math
+from copy import copy
 from typing import Any
 
 import lightning as L
@@ -106,7 +107,7 @@ class DynamicPruningDataModule(L.LightningDataModule):
         self.kept_history: Tensor = torch.zeros(0, dtype=torch.int64)  # samples trained per epoch
         self._cache: tuple[int, int, Selection] | None = None  # (epoch, state version, selection)
         self._version = 0
-        self._interrupted: tuple[int, int, Selection] | None = None  # a checkpoint's (epoch, position, selection)
+        self._interrupted: tuple[EpochCursor, Selection] | None = None  # a checkpoint's unfinished epoch
         self.cursor: EpochCursor | None = None  # progress through the current epoch's train loader
         self._context: tuple[Tensor, Tensor] | None = None  # (index, weight) of the batch in transfer
 
@@ -164,8 +165,8 @@ class DynamicPruningDataModule(L.LightningDataModule):
         selection = Selection(torch.arange(n), n, 1.0, n) if self.overfitting else self.selection_for(epoch)
         self.current_selection = selection
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
-        resume = self._interrupted if self._interrupted is not None and self._interrupted[0] == epoch else None
-        self.cursor = EpochCursor(epoch, resume_at=None if resume is None else resume[1])
+        resume = self._interrupted is not None and self._interrupted[0].epoch == epoch
+        self.cursor = copy(self._interrupted[0]) if resume else EpochCursor(epoch)
         loader, self.trained_selection = epoch_loader(self, selection, self.cursor, world, rank)
         return loader
 
@@ -204,8 +205,8 @@ class DynamicPruningDataModule(L.LightningDataModule):
     def selection_for(self, epoch: int) -> Selection:
         """Kept set of ``epoch``: a pure function of (scores, epoch, seed), cached per state version; the
         epoch a checkpoint interrupted keeps the selection the checkpoint holds."""
-        if self._interrupted is not None and self._interrupted[0] == epoch:
-            return self._interrupted[2]
+        if self._interrupted is not None and self._interrupted[0].epoch == epoch:
+            return self._interrupted[1]
         if self._cache is not None and self._cache[:2] == (epoch, self._version):
             return self._cache[2]
         ratio = self.schedule.prune_ratio(epoch)

@@ -108,6 +108,10 @@ class EpochShuffleSampler(DistributedSampler):
     def __len__(self) -> int:
         return self.num_samples
 
+    def remaining(self) -> int:
+        """Samples this rank still serves after ``start`` (padded like the whole epoch)."""
+        return math.ceil(max(self.n - self.start, 0) / self.num_replicas)
+
     def set_epoch(self, epoch: int) -> None:
         """Ignored: the epoch is fixed when the loader is built for it (the kept set depends on it too)."""
 
@@ -136,6 +140,7 @@ class EpochCursor:
     batches: int = 0  # training batches transferred to the model so far in this epoch (this rank)
     position: int = 0  # positions of the epoch's order trained so far, all ranks together
     resume_at: int | None = None  # position a restored checkpoint stopped at (see PruningDataLoader)
+    resume_batches: int = 0  # batches the interrupted run had trained when it stopped there
 
     def advance(self, batch_size: int, world: int) -> None:
         """Count one training batch of ``batch_size`` samples on each of ``world`` ranks."""
@@ -157,6 +162,17 @@ class PruningDataLoader(DataLoader):
     def __init__(self, *args: Any, cursor: EpochCursor, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.cursor = cursor
+        if cursor.resume_at is not None and hasattr(self.sampler, "start"):
+            self.sampler.start = cursor.resume_at
+
+    def __len__(self) -> int:
+        """Batches of the epoch as Lightning counts them: after a resume, the interrupted run's trained
+        batches plus this run's remaining ones (their size may differ), so Lightning ends the epoch
+        neither early nor late."""
+        if self.cursor.resume_at is None or not hasattr(self.sampler, "remaining"):
+            return super().__len__()
+        rest, size = self.sampler.remaining(), self.batch_size or 1
+        return self.cursor.resume_batches + (rest // size if self.drop_last else math.ceil(rest / size))
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.cursor.epoch, "batches": self.cursor.batches}
@@ -200,6 +216,8 @@ def epoch_loader(
     )
     limit = dm.trainer.limit_train_batches if dm.trainer is not None else 1.0
     batches = limited_batches(len(loader), limit)
+    if batches >= len(loader):
+        return loader, selection
     count = min(len(selection), world * min(len(sampler), batches * (dm.batch_size or 1)))
     return loader, trained_part(selection, sampler, count)
 
@@ -249,6 +267,7 @@ def interrupted_epoch(selection: Selection, cursor: EpochCursor) -> dict[str, An
     return {
         "epoch": cursor.epoch,
         "position": min(cursor.position, len(selection)),
+        "batches": cursor.batches,
         "indices": selection.indices.to(torch.int32 if small else torch.int64),
         "num_unit_weight": selection.num_unit_weight,
         "weight": float(selection.weight),
@@ -256,8 +275,8 @@ def interrupted_epoch(selection: Selection, cursor: EpochCursor) -> dict[str, An
     }
 
 
-def restore_interrupted(saved: dict[str, Any], num_samples: int) -> tuple[int, int, Selection]:
-    """``(epoch, position, selection)`` from :func:`interrupted_epoch`'s record."""
+def restore_interrupted(saved: dict[str, Any], num_samples: int) -> tuple[EpochCursor, Selection]:
+    """The cursor to resume from and the selection, from :func:`interrupted_epoch`'s record."""
     selection = Selection(
         saved["indices"].to(torch.int64),
         int(saved["num_unit_weight"]),
@@ -265,7 +284,11 @@ def restore_interrupted(saved: dict[str, Any], num_samples: int) -> tuple[int, i
         num_samples,
         float(saved["target_ratio"]),
     )
-    return int(saved["epoch"]), int(saved["position"]), selection
+    epoch, position = int(saved["epoch"]), int(saved["position"])
+    cursor = EpochCursor(
+        epoch, int(saved["batches"]), position, resume_at=position, resume_batches=int(saved["batches"])
+    )
+    return cursor, selection
 
 
 def loader_kwargs(dm: Any) -> dict[str, Any]:
