@@ -35,7 +35,7 @@ from lightning_ted.observe.labels import dataset_labels
 from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
 from lightning_ted.selection import Selection, epoch_generator
 from lightning_ted.state import Observations, ScoreState, gather_observations
-from lightning_ted.wrapping import adopt_train_loader, check_map_style, quiet_hook_warnings, user_batch_hook
+from lightning_ted.wrapping import adopt_train_loader, call_batch_hook, check_map_style, quiet_hook_warnings
 
 
 class DynamicPruningDataModule(L.LightningDataModule):
@@ -43,11 +43,9 @@ class DynamicPruningDataModule(L.LightningDataModule):
 
     Args:
         train_dataset: map-style training set (``__getitem__`` and ``__len__``); or give ``datamodule``.
-        datamodule: a ``LightningDataModule`` to wrap; its train set is pruned, its val/test loaders are used
-            unchanged, its batch hooks still run, and its train loader's options (batch size, collate_fn,
-            workers, pin_memory, drop_last, persistent_workers, prefetch_factor, worker_init_fn, timeout,
-            multiprocessing context, shuffled or in order) are reused where not given here; see
-            :func:`~lightning_ted.wrapping.adopt_train_loader` for the samplers it refuses.
+        datamodule: a ``LightningDataModule`` to wrap; its train set is pruned, its val/test loaders and batch
+            hooks are used unchanged, and its train loader's options are reused where not given here (see
+            :func:`~lightning_ted.wrapping.adopt_train_loader`, which also names the samplers it refuses).
         method: a :class:`PruningMethod` or a name (``"ted"``, ``"full"``).
         schedule: pruning-ratio schedule; default ``RollerCoasterSchedule(0.5)``.
         val_dataset, test_dataset: optional evaluation sets (ignored when ``datamodule`` is given).
@@ -159,7 +157,6 @@ class DynamicPruningDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.state is None:
             raise RuntimeError("DynamicPruningDataModule.setup('fit') must run before train_dataloader()")
-        self._check_dataset_length()
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         n = self.state.num_samples
         selection = Selection(torch.arange(n), n, 1.0, n) if self.overfitting else self.selection_for(epoch)
@@ -186,20 +183,18 @@ class DynamicPruningDataModule(L.LightningDataModule):
             if self.cursor is not None:
                 self.cursor.advance(int(batch.index.shape[0]), self.trainer.world_size if self.trainer else 1)
             batch = batch.data
-        return self._user_hook("on_before_batch_transfer", batch, dataloader_idx)
+        return call_batch_hook(self, "on_before_batch_transfer", batch, dataloader_idx)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         if self._context is not None:
             index, weight = self._context
             self.batch_context = BatchContext(index.to(device, non_blocking=True), weight.to(device, non_blocking=True))
             self._context = None
-        hook = user_batch_hook("transfer_batch_to_device", self.inner, self._model())
-        if hook is None:
-            return super().transfer_batch_to_device(batch, device, dataloader_idx)
-        return hook(batch, device, dataloader_idx)
+        default = super().transfer_batch_to_device
+        return call_batch_hook(self, "transfer_batch_to_device", batch, device, dataloader_idx, default=default)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        return self._user_hook("on_after_batch_transfer", batch, dataloader_idx)
+        return call_batch_hook(self, "on_after_batch_transfer", batch, dataloader_idx)
 
     # ------------------------------------------------------------------ selection
     def selection_for(self, epoch: int) -> Selection:
@@ -294,22 +289,7 @@ class DynamicPruningDataModule(L.LightningDataModule):
         self._interrupted = None if run is None else restore_interrupted(run, self.state.num_samples)
 
     # ------------------------------------------------------------------ helpers
-    def _check_dataset_length(self) -> None:
-        n = len(self.train_dataset)
-        if n != self.state.num_samples:
-            raise RuntimeError(
-                f"the training set changed length from {self.state.num_samples} to {n} samples; per-sample "
-                "scores are indexed by position, so the dataset must keep a fixed length for the whole run."
-            )
-
     def _eval_loader(self, dataset: Dataset | None) -> DataLoader | list:
         if dataset is None:
             return []
         return DataLoader(dataset, shuffle=False, collate_fn=self.collate_fn, **loader_kwargs(self))
-
-    def _model(self) -> Any:
-        return self.trainer.lightning_module if self.trainer is not None else None
-
-    def _user_hook(self, name: str, batch: Any, dataloader_idx: int) -> Any:
-        hook = user_batch_hook(name, self.inner, self._model())
-        return batch if hook is None else hook(batch, dataloader_idx)

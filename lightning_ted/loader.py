@@ -202,6 +202,11 @@ def epoch_loader(
     While overfitting (``Trainer(overfit_batches=...)``) the samples come in index order, through a
     ``SequentialSampler`` on one process so Lightning keeps it as it is.
     """
+    if len(dm.train_dataset) != selection.num_samples:
+        raise RuntimeError(
+            f"the training set changed length from {selection.num_samples} to {len(dm.train_dataset)} samples; "
+            "per-sample scores are indexed by position, so the dataset must keep a fixed length for the whole run."
+        )
     kept = KeptDataset(dm.train_dataset, selection, gather_tensors=dm.collate_fn in (None, default_collate))
     shuffle = dm.loader_options["shuffle"] and not dm.overfitting
     sampler = EpochShuffleSampler(len(selection), dm.seed, cursor.epoch, world, rank, shuffle=shuffle)

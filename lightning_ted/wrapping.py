@@ -97,3 +97,13 @@ def quiet_hook_warnings() -> None:
     DataModule forwards to them (see :func:`user_batch_hook`), so that warning would be wrong."""
     hooks = "|".join(BATCH_HOOKS)
     warnings.filterwarnings("ignore", message=rf"You have overridden `({hooks})` in both `LightningModule`")
+
+
+def call_batch_hook(dm: Any, name: str, *args: Any, default: Callable | None = None) -> Any:
+    """Run the user's batch hook ``name`` for datamodule ``dm`` (see :func:`user_batch_hook`); without
+    one, ``default(*args)`` or the batch unchanged."""
+    model = dm.trainer.lightning_module if dm.trainer is not None else None
+    hook = user_batch_hook(name, dm.inner, model)
+    if hook is not None:
+        return hook(*args)
+    return args[0] if default is None else default(*args)
