@@ -17,6 +17,7 @@ import torch
 
 from lightning_ted.compat import CALLBACK_BASES
 from lightning_ted.datamodule import DynamicPruningDataModule
+from lightning_ted.fit_start import starts_fresh
 from lightning_ted.methods.ted import FORWARD_REFERENCES
 from lightning_ted.observe.epoch_metrics import define_epoch_charts, epoch_scalars, log_score_histogram
 from lightning_ted.pruned_reference import pruned_indices, pruned_reference, require_loss_method
@@ -72,6 +73,8 @@ class TEDPruningCallback(*CALLBACK_BASES):
             )
         self.datamodule = dm
         self._trainer = trainer
+        if starts_fresh(trainer):  # a new run: no reference gradient of an earlier fit carries over
+            self._ema_ref, self._pruned_ref, self._bar_epoch = None, None, -1
         define_epoch_charts(trainer)
         if dm.method.head_statistic is not None and self.capture is None:
             self.capture = HeadCapture(find_head(pl_module, self.head))
@@ -224,7 +227,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
         dm.sync_and_update(epoch)
         state = dm.state
         metrics = epoch_scalars(
-            dm.current_selection,
+            dm.trained_selection,  # what the epoch loaded: the kept set unless limit_train_batches cut it
             state.num_samples,
             dm.kept_history,
             epoch,

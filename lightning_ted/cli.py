@@ -7,17 +7,51 @@
 Model and data are subclass-mode (``class_path`` / ``init_args``). ``trainer.max_epochs`` is linked
 into ``model.init_args.max_epochs`` (the LR decay) and into the schedule when it has a
 ``max_epochs`` argument, so neither can disagree with the Trainer. A ``TEDPruningCallback`` is added
-when the data is a :class:`DynamicPruningDataModule` and the config lists none.
+when the data is a :class:`DynamicPruningDataModule` and the config lists none (the datamodule does it).
+A config error keeps jsonargparse's message, under a first line that names the offending key.
 """
 
 from __future__ import annotations
 
+import re
+import sys
+from typing import NoReturn
+
 import lightning as L
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_ted.callback import TEDPruningCallback
-from lightning_ted.datamodule import DynamicPruningDataModule
+_KEY = re.compile(r'^\s*(?:- )?Parser key "([^"]+)"')
+_LEAF = re.compile(
+    r"""(?:Option|Key|key) ['"]([^'"]+)['"] (?:is not accepted|is not expected)|No action for key ['"]([^'"]+)['"]"""
+)
+
+
+def bad_key_summary(message: str) -> str | None:
+    """One line naming the key a nested jsonargparse error is about, e.g. ``unknown key
+    data.init_args.schedule.init_args.rato`` (``None`` when the message names no unknown key)."""
+    path: list[str] = []
+    for line in message.splitlines():
+        key = _KEY.match(line)
+        if key:
+            path.append(key.group(1))
+            continue
+        leaf = _LEAF.search(line)
+        if leaf:
+            name = leaf.group(1) or leaf.group(2)
+            full = ".init_args.".join([*path, name]) if path else name
+            return f"unknown key {full!r} in the config or command line (check its spelling); full message below"
+    return None
+
+
+class TEDArgumentParser(LightningArgumentParser):
+    """Puts the offending key on the first line of a config error: jsonargparse nests it ten lines deep."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        summary = bad_key_summary(message) if self.exit_on_error else None  # nested parsers raise instead
+        if summary is not None:
+            sys.stderr.write(f"error: {summary}\n")  # first on stderr, above the usage lines
+            message = f"{summary}\n{message}"
+        super().error(message, ex)
 
 
 class TEDCLI(LightningCLI):
@@ -39,17 +73,6 @@ class TEDCLI(LightningCLI):
                 )
             schedule["init_args"]["max_epochs"] = epochs
 
-    def before_fit(self) -> None:
-        self._ensure_callback()
-
-    def _ensure_callback(self) -> None:
-        trainer: L.Trainer = self.trainer
-        if not isinstance(self.datamodule, DynamicPruningDataModule):
-            return
-        if not any(isinstance(cb, TEDPruningCallback) for cb in trainer.callbacks):
-            rank_zero_info("lightning-ted: added TEDPruningCallback() (the config lists none)")
-            trainer.callbacks.insert(0, TEDPruningCallback())
-
 
 def run_cli(args: list[str] | None = None) -> TEDCLI:
     """Run the CLI on ``args`` (default: ``sys.argv``) and return it, with its trainer, model and data."""
@@ -58,6 +81,7 @@ def run_cli(args: list[str] | None = None) -> TEDCLI:
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        parser_class=TEDArgumentParser,
         save_config_kwargs={"overwrite": True},
         args=args,
     )

@@ -9,34 +9,22 @@ is two slices and one gather per dataset tensor, all asynchronous, so nothing wa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
-import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset, default_collate
 
-from lightning_ted.loader import EpochCursor, IndexedSample, batches_per_rank
-from lightning_ted.selection import Selection, epoch_generator
+from lightning_ted.loader import EpochCursor, EpochShuffleSampler, IndexedSample, ResumableEpoch
+from lightning_ted.selection import Selection
 
 
-def epoch_shard(n: int, seed: int, epoch: int, num_replicas: int = 1, rank: int = 0) -> Tensor:
-    """This rank's positions into ``range(n)`` for ``(seed, epoch)``: what ``EpochShuffleSampler`` yields,
-    as one int64 tensor (same permutation, padded with its first entries, every ``num_replicas``-th taken)."""
-    order = torch.randperm(n, generator=epoch_generator(seed, epoch, stream=1))
-    total = math.ceil(n / num_replicas) * num_replicas
-    if total > n:
-        order = torch.cat([order, order.repeat(math.ceil((total - n) / n))[: total - n]])
-    return order[rank:total:num_replicas]
-
-
-class DeviceResidentLoader:
+class DeviceResidentLoader(ResumableEpoch):
     """One epoch's train batches gathered on the device from tensors that already live there.
 
-    Resumable mid-epoch like ``PruningDataLoader``: Lightning saves ``state_dict()`` in a checkpoint and
-    calls ``load_state_dict()`` on resume; the shared ``cursor`` counts batches the model received.
+    The positions come from the same ``EpochShuffleSampler`` as the standard loader's (same order, shards
+    and padding), and mid-epoch resume is the standard loader's (``ResumableEpoch``).
     """
 
     def __init__(
@@ -44,50 +32,28 @@ class DeviceResidentLoader:
         tensors: tuple[Tensor, ...],
         selection: Selection,
         cursor: EpochCursor,
+        sampler: EpochShuffleSampler,
         *,
-        seed: int,
         batch_size: int,
         drop_last: bool = False,
-        num_replicas: int = 1,
-        rank: int = 0,
     ) -> None:
         if not tensors:
             raise ValueError("the device-resident loader needs a TensorDataset with at least one tensor")
         self.tensors = tensors
         self.device = tensors[0].device
-        self.selection, self.cursor, self.seed = selection, cursor, int(seed)
+        self.selection, self.cursor, self.sampler = selection, cursor, sampler
         self.batch_size, self.drop_last = int(batch_size), bool(drop_last)
-        self.num_replicas, self.rank = int(num_replicas), int(rank)
-        self.start = 0  # batches of this epoch already trained (mid-epoch resume)
-
-    def __len__(self) -> int:
-        """Batches this rank serves in the epoch (before a resume skips the trained ones), like the standard
-        loader's ``len``; Lightning reads it for progress and ``limit_train_batches``."""
-        return batches_per_rank(len(self.selection), self.num_replicas, self.batch_size, self.drop_last)
+        if cursor.resume_at is not None:
+            sampler.start = cursor.resume_at
 
     def __iter__(self) -> Iterator[IndexedSample]:
-        sel = self.selection
-        positions = epoch_shard(len(sel), self.seed, self.cursor.epoch, self.num_replicas, self.rank)
-        num_batches = len(self)
-        positions = positions[self.start * self.batch_size : num_batches * self.batch_size]
+        positions = self.sampler.shard()
+        positions = positions[: self._batches(positions.numel()) * self.batch_size]
         # the only host-to-device copies of the epoch: its dataset indices and their weights
-        index = sel.indices[positions].to(self.device, non_blocking=True)
-        weight = sel.weight_at(positions).to(self.device, non_blocking=True)
+        index = self.selection.indices[positions].to(self.device, non_blocking=True)
+        weight = self.selection.weight_at(positions).to(self.device, non_blocking=True)
         for idx, w in zip(index.split(self.batch_size), weight.split(self.batch_size), strict=True):
             yield IndexedSample([t[idx] for t in self.tensors], idx, w)
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.cursor.epoch, "batches": self.cursor.batches}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches"])
-        if epoch != self.cursor.epoch:
-            raise RuntimeError(
-                f"the checkpoint's train loader stopped in epoch {epoch} but Lightning resumes epoch "
-                f"{self.cursor.epoch}; the checkpoint does not match its training progress."
-            )
-        self.cursor.batches = batches
-        self.start = min(batches, len(self))
 
 
 def check_device_resident_options(device_resident: bool | None, num_workers: int | None, collate_fn: Any) -> None:
@@ -128,7 +94,9 @@ def wants_device_resident(device_resident: bool | None, dataset: Dataset, collat
     return on_device and collate_fn in (None, default_collate)
 
 
-def device_resident_loader(dm: Any, selection: Selection, num_replicas: int, rank: int) -> DeviceResidentLoader | None:
+def device_resident_loader(
+    dm: Any, selection: Selection, cursor: EpochCursor, sampler: EpochShuffleSampler
+) -> DeviceResidentLoader | None:
     """The epoch's :class:`DeviceResidentLoader` when ``dm`` (a ``DynamicPruningDataModule``) serves its train
     set from the device, else ``None``; the tensors are moved to the trainer's device once per run."""
     dataset = dm.train_dataset
@@ -149,12 +117,5 @@ def device_resident_loader(dm: Any, selection: Selection, num_replicas: int, ran
         moved = tuple(t.to(device) for t in dataset.tensors)
     dm._resident = (tuple(dataset.tensors), moved)
     return DeviceResidentLoader(
-        moved,
-        selection,
-        dm.cursor,
-        seed=dm.seed,
-        batch_size=dm.batch_size or 1,
-        drop_last=dm.drop_last,
-        num_replicas=num_replicas,
-        rank=rank,
+        moved, selection, cursor, sampler, batch_size=dm.batch_size or 1, drop_last=bool(dm.drop_last)
     )

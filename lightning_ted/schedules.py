@@ -3,6 +3,8 @@
 A schedule is bound to the run length (``max_epochs``) by the datamodule at ``setup`` so it can never
 disagree with the ``Trainer``. Epochs before ``warmup_epochs`` and the last ``anneal`` fraction of epochs
 train on all data: scores need a first pass, and the model should finish on the full distribution.
+With ``anneal > 0`` at least one final epoch is a full-data one, unless that would leave fewer than two
+epochs to prune (a run that short gives pruning the epochs).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ class PruneSchedule(ABC):
 
     Args:
         warmup_epochs: leading epochs on the full data (scores need one pass first).
-        anneal: fraction of the run, at its end, trained on the full data again (InfoBatch's delta).
-        max_epochs: run length; left ``None`` it is taken from the ``Trainer`` at setup.
+        anneal: fraction of the run, at its end, trained on the full data again (InfoBatch's delta);
+            when ``anneal > 0`` it is at least one epoch as long as two pruning epochs remain.
+        max_epochs: run length; left ``None`` it follows the ``Trainer`` of each fit (set at setup).
     """
 
     def __init__(self, warmup_epochs: int = 1, anneal: float = 0.125, max_epochs: int | None = None) -> None:
@@ -38,6 +41,7 @@ class PruneSchedule(ABC):
         self.warmup_epochs = int(warmup_epochs)
         self.anneal = float(anneal)
         self.max_epochs: int | None = None
+        self.pinned = max_epochs is not None  # the user fixed the run length: a Trainer must agree with it
         if max_epochs is not None:
             self.bind(max_epochs)
 
@@ -55,10 +59,22 @@ class PruneSchedule(ABC):
             )
         self.max_epochs = int(max_epochs)
 
+    def follow(self, max_epochs: int) -> None:
+        """Bind to the run length of a new fit: a length the user left unset follows every new Trainer
+        (one schedule can serve several fits); a pinned one must agree with it (see :meth:`bind`)."""
+        if not self.pinned:
+            self.max_epochs = None
+        self.bind(max_epochs)
+
     @property
     def anneal_epochs(self) -> int:
-        """Number of final full-data epochs: ``round(anneal * max_epochs)``."""
-        return int(round(self.anneal * self._epochs()))
+        """Number of final full-data epochs: ``round(anneal * max_epochs)``, at least 1 when ``anneal > 0``
+        unless that leaves fewer than two pruning epochs (runs of 3 or fewer epochs with one warm-up epoch)."""
+        epochs = self._epochs()
+        rounded = int(round(self.anneal * epochs))
+        if rounded == 0 and self.anneal > 0 and epochs - self.warmup_epochs - 1 >= 2:
+            return 1
+        return rounded
 
     @property
     def pruning_epochs(self) -> int:

@@ -12,7 +12,7 @@ from test_resume import SaveAt
 from torch.utils.data import TensorDataset
 
 from lightning_ted import TED, ConstantSchedule, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
-from lightning_ted.device_loader import DeviceResidentLoader, epoch_shard, wants_device_resident
+from lightning_ted.device_loader import DeviceResidentLoader, wants_device_resident
 from lightning_ted.loader import (
     EpochCursor,
     EpochShuffleSampler,
@@ -60,11 +60,18 @@ def _assert_same_batches(a, b) -> None:
 
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
 @pytest.mark.parametrize("n", [1, 3, 10, 103])
-def test_epoch_shard_is_what_epoch_shuffle_sampler_yields(n, world):
-    for epoch in (0, 5):
+def test_the_ranks_shards_cover_the_epoch_order_from_its_start(n, world):
+    """Brute force: the shards, interleaved, are the epoch's order from ``start`` on, padded by < world."""
+    for epoch, start in ((0, 0), (5, 0), (5, n // 2)):
+        shards = []
         for rank in range(world):
-            expected = list(EpochShuffleSampler(n, 7, epoch, world, rank))
-            assert epoch_shard(n, 7, epoch, world, rank).tolist() == expected
+            sampler = EpochShuffleSampler(n, 7, epoch, world, rank)
+            sampler.start = start
+            assert sampler.shard().tolist() == list(sampler)
+            shards.append(sampler.shard())
+        order = EpochShuffleSampler(n, 7, epoch).order()[start:].tolist()
+        interleaved = torch.stack(shards, 1).reshape(-1).tolist() if order else []
+        assert interleaved[: len(order)] == order and len(interleaved) - len(order) < world
 
 
 @pytest.mark.parametrize(
@@ -76,16 +83,8 @@ def test_batches_equal_the_standard_loaders_on_every_rank(world, batch_size, dro
     for epoch in (0, 3):
         for rank in range(world):
             cursor = EpochCursor(epoch)
-            device = DeviceResidentLoader(
-                ds.tensors,
-                sel,
-                cursor,
-                seed=7,
-                batch_size=batch_size,
-                drop_last=drop_last,
-                num_replicas=world,
-                rank=rank,
-            )
+            sampler = EpochShuffleSampler(len(sel), 7, epoch, world, rank)
+            device = DeviceResidentLoader(ds.tensors, sel, cursor, sampler, batch_size=batch_size, drop_last=drop_last)
             standard = _standard(ds, sel, epoch, batch_size, drop_last, world, rank)
             assert len(device) == len(standard)
             _assert_same_batches(standard, device)
@@ -93,8 +92,10 @@ def test_batches_equal_the_standard_loaders_on_every_rank(world, batch_size, dro
 
 def test_resumed_loader_skips_exactly_the_trained_batches():
     ds, sel = _dataset(), _selection(103)
-    full = list(DeviceResidentLoader(ds.tensors, sel, EpochCursor(2), seed=7, batch_size=8))
-    resumed = DeviceResidentLoader(ds.tensors, sel, EpochCursor(2), seed=7, batch_size=8)
+    full = list(
+        DeviceResidentLoader(ds.tensors, sel, EpochCursor(2), EpochShuffleSampler(len(sel), 7, 2), batch_size=8)
+    )
+    resumed = DeviceResidentLoader(ds.tensors, sel, EpochCursor(2), EpochShuffleSampler(len(sel), 7, 2), batch_size=8)
     with pytest.raises(RuntimeError, match="stopped in epoch 1 but Lightning resumes epoch 2"):
         resumed.load_state_dict({"epoch": 1, "batches": 3})
     resumed.load_state_dict({"epoch": 2, "batches": 3})

@@ -24,7 +24,8 @@ from lightning_ted import EL2N, TED, ConstantSchedule, DynamicPruningDataModule,
 from lightning_ted.device_loader import DeviceResidentLoader
 from lightning_ted.loader import BatchContext
 from lightning_ted.state import ScoreState
-from lightning_ted.taylor import HeadCapture
+from lightning_ted.step_checks import FirstStepChecks
+from lightning_ted.taylor import HeadCapture, _HeadCall
 from lightning_ted.zoo.demo import ImageClassifier
 
 _SYNCING = {
@@ -47,9 +48,12 @@ class ForbidHostSync(TorchFunctionMode):
     """Fails on every torch call that waits for the device; ``found`` keeps them even if an exception is caught."""
 
     found: list[str] = []
+    exempt = 0  # > 0 inside the one-time first-step checks (FirstStepChecks), which may sync once per fit
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", str(func))
+        if ForbidHostSync.exempt:
+            return func(*args, **(kwargs or {}))
         syncing = name in _SYNCING
         syncing |= name == "where" and len(args) + len(kwargs or {}) == 1  # torch.where(cond) is nonzero
         syncing |= name == "repeat_interleave" and isinstance(args[1] if len(args) > 1 else None, torch.Tensor)
@@ -65,6 +69,21 @@ def _guarded(fn):
     def wrapper(*args, **kwargs):
         with ForbidHostSync():
             return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _first_step_only(fn):
+    """Lets a ``FirstStepChecks`` hook sync while its checks have not run yet (once per fit), never after."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        first = not self.done
+        ForbidHostSync.exempt += first
+        try:
+            return fn(self, *args, **kwargs)
+        finally:
+            ForbidHostSync.exempt -= first
 
     return wrapper
 
@@ -86,11 +105,13 @@ def _guarded_iter(fn):
 
 STEP_PATH = [
     (TEDPruningCallback, "on_train_batch_start"),
+    (TEDPruningCallback, "on_before_backward"),
     (TEDPruningCallback, "on_train_batch_end"),
     (DynamicPruningDataModule, "on_before_batch_transfer"),
     (DynamicPruningDataModule, "on_after_batch_transfer"),
     (HeadCapture, "_on_forward"),
-    (HeadCapture, "_on_grad"),
+    (_HeadCall, "on_grad"),
+    (HeadCapture, "call_deltas"),
     (BatchContext, "capture_loss_grad"),
     (ImageClassifier, "training_step"),  # the model and pruned_loss
 ]
@@ -102,6 +123,8 @@ def guard(monkeypatch):
     for owner, name in STEP_PATH:
         monkeypatch.setattr(owner, name, _guarded(getattr(owner, name)))
     monkeypatch.setattr(DeviceResidentLoader, "__iter__", _guarded_iter(DeviceResidentLoader.__iter__))
+    for name in ("on_step_start", "before_backward", "on_step_end"):
+        monkeypatch.setattr(FirstStepChecks, name, _first_step_only(getattr(FirstStepChecks, name)))
     ForbidHostSync.found = []
     yield ForbidHostSync.found
 

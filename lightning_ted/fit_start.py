@@ -1,0 +1,58 @@
+"""What the pruning datamodule settles with the Trainer when a fit starts: whether the fit is fresh (new
+state) or resumed, the pruning callback's presence, and the Trainer options pruning depends on.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
+
+
+def starts_fresh(trainer: L.Trainer) -> bool:
+    """Whether this fit starts a new run: no checkpoint to resume from and no epoch done by this Trainer.
+
+    A second ``fit`` of the same datamodule, schedule or callback on a new Trainer must not inherit the
+    first run's scores; one that resumes a checkpoint or continues this Trainer's own run keeps them.
+    """
+    return trainer.ckpt_path is None and trainer.current_epoch == 0 and trainer.global_step == 0
+
+
+def ensure_callback(trainer: L.Trainer) -> None:
+    """Add a ``TEDPruningCallback`` when the Trainer has none: without it nothing is scored and every epoch
+    would silently train on everything."""
+    from lightning_ted.callback import TEDPruningCallback  # the callback module imports the datamodule
+
+    if any(isinstance(cb, TEDPruningCallback) for cb in trainer.callbacks):
+        return
+    rank_zero_info(
+        "lightning-ted: added TEDPruningCallback() to the Trainer (it lists none; the pruning datamodule "
+        "needs it to score samples). Pass TEDPruningCallback(...) yourself to choose its options."
+    )
+    trainer.callbacks.insert(0, TEDPruningCallback())  # Lightning calls the callbacks' setup after the datamodule's
+
+
+def ensure_reload_every_epoch(trainer: L.Trainer) -> None:
+    """The kept set changes every epoch, so the train loader must be rebuilt every epoch."""
+    n = trainer.reload_dataloaders_every_n_epochs
+    if n == 0:
+        trainer.reload_dataloaders_every_n_epochs = 1
+        rank_zero_info(
+            "DynamicPruningDataModule set Trainer(reload_dataloaders_every_n_epochs=1): "
+            "the kept set changes every epoch."
+        )
+    elif n != 1:
+        raise ValueError(
+            f"Trainer(reload_dataloaders_every_n_epochs={n}) would keep one epoch's kept set for {n} "
+            "epochs; dynamic pruning rebuilds the train loader every epoch. Set it to 1 (or leave it 0)."
+        )
+
+
+def note_overfitting(trainer: L.Trainer) -> bool:
+    """``overfit_batches``: train the first batches of the full data, in order, every epoch (no pruning)."""
+    if not trainer.overfit_batches:
+        return False
+    rank_zero_info(
+        f"lightning-ted: Trainer(overfit_batches={trainer.overfit_batches}) trains the same first batches of the "
+        "full training set every epoch, in index order; DynamicPruningDataModule prunes nothing while overfitting."
+    )
+    return True
