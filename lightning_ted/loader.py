@@ -62,7 +62,7 @@ class KeptDataset(Dataset):
 
     def __getitem__(self, pos: int) -> IndexedSample:
         index = int(self.selection.indices[pos])
-        weight = 1.0 if pos < self.selection.num_unit_weight else self.selection.weight
+        weight = float(self.selection.weight_at(torch.tensor([pos]))[0])
         return IndexedSample(self.base[index], index, weight)
 
     def __getitems__(self, positions: list[int]) -> IndexedSample:
@@ -260,7 +260,10 @@ def trained_part(selection: Selection, sampler: EpochShuffleSampler, count: int)
     loaded = torch.zeros(len(selection), dtype=torch.bool)
     loaded[sampler.order()[:count]] = True
     unit = int(torch.count_nonzero(loaded[: selection.num_unit_weight]))
-    return Selection(selection.indices[loaded], unit, selection.weight, selection.num_samples, selection.target_ratio)
+    per_sample = None if selection.per_sample is None else selection.per_sample[loaded]
+    return Selection(
+        selection.indices[loaded], unit, selection.weight, selection.num_samples, selection.target_ratio, per_sample
+    )
 
 
 class IndexedCollate:
@@ -297,6 +300,7 @@ def interrupted_epoch(selection: Selection, cursor: EpochCursor) -> dict[str, An
         "num_unit_weight": selection.num_unit_weight,
         "weight": float(selection.weight),
         "target_ratio": float(selection.target_ratio),
+        "per_sample": selection.per_sample,  # Horvitz-Thompson weights of a per-sample selection, else None
     }
 
 
@@ -308,6 +312,7 @@ def restore_interrupted(saved: dict[str, Any], num_samples: int) -> tuple[EpochC
         float(saved["weight"]),
         num_samples,
         float(saved["target_ratio"]),
+        saved.get("per_sample"),
     )
     epoch, position = int(saved["epoch"]), int(saved["position"])
     cursor = EpochCursor(

@@ -75,6 +75,20 @@ def test_user_resumes_mid_epoch_with_another_max_epochs_or_ratio(small, tmp_path
     assert int(dm.kept_history[3]) == resumed.kept[3].numel() == expected
 
 
+def test_user_resumes_a_per_sample_weighted_epoch_with_another_ratio(small, tmp_path):
+    """TED(selection="pps") weighs every kept sample 1/pi: the checkpoint must carry those weights too."""
+    ckpt = tmp_path / "mid.ckpt"
+    full = EpochRecorder()
+    _fit(_dm(small, method=TED(selection="pps")), 4, callbacks=[TEDPruningCallback(), full, SaveAt(ckpt, 2, 1)])
+    resumed = EpochRecorder()
+    dm = _dm(small, ratio=0.3, method=TED(selection="pps"))
+    _fit(dm, 4, callbacks=[TEDPruningCallback(), resumed], ckpt_path=ckpt, seed=1)
+    done = sum(b.numel() for b in full.seen[2][:2])
+    assert torch.cat(full.weights[2]).unique().numel() > 2  # per-sample weights, not one shared weight
+    assert torch.equal(torch.cat(resumed.seen[2]), torch.cat(full.seen[2])[done:])
+    assert torch.equal(torch.cat(resumed.weights[2]), torch.cat(full.weights[2])[done:])
+
+
 # ---------------------------------------------------------------- 3. a wrapped DataModule's loader options
 class LoaderOptions(L.LightningDataModule):
     def __init__(self, train, **loader_kwargs) -> None:
