@@ -368,3 +368,19 @@ def test_pps_variants_train_through_trainer_fit(mnist_train, kwargs):
     assert torch.isfinite(dm.state.score).all()
     if kwargs.get("score") == "grad_norm":
         assert float(dm.state.score.min()) >= 0.0
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"selection": "pps"}, {"selection": "pps", "pps_transform": "rank"}])
+@pytest.mark.parametrize("ratio", [0.3, 0.86])
+def test_normalized_weights_average_one_and_keep_their_ratios(kwargs, ratio):
+    n = 5000
+    state = _scored_state(torch.randn(n, generator=torch.Generator().manual_seed(0)))
+    plain = TED(**kwargs).select(state, ratio, epoch_generator(0, 3))
+    normal = TED(normalize=True, **kwargs).select(state, ratio, epoch_generator(0, 3))
+    assert torch.equal(plain.indices, normal.indices)  # the same kept set
+    w, v = plain.weights, normal.weights
+    assert float(v.mean()) == pytest.approx(1.0, abs=1e-5)
+    assert torch.allclose(v * w.mean(), w, rtol=1e-5)  # relative weights unchanged
+    assert float(v.max()) <= float(w.max()) + 1e-6  # never heavier than the bounded weights
+    positions = torch.arange(len(normal))
+    assert torch.equal(normal.weight_at(positions), v)
