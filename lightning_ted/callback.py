@@ -18,12 +18,10 @@ import torch
 from lightning_ted.compat import CALLBACK_BASES
 from lightning_ted.datamodule import DynamicPruningDataModule
 from lightning_ted.fit_start import starts_fresh
-from lightning_ted.methods.ted import FORWARD_REFERENCES
+from lightning_ted.methods.base import HeadStep
 from lightning_ted.observe.epoch_metrics import define_epoch_charts, epoch_scalars, log_score_histogram
-from lightning_ted.pruned_reference import pruned_indices, pruned_reference, require_loss_method
-from lightning_ted.selection import epoch_generator
 from lightning_ted.step_checks import FirstStepChecks, check_step_schedules, log_default_head
-from lightning_ted.taylor import HeadCapture, batch_reference, calls_statistic, find_head, score_values
+from lightning_ted.taylor import HeadCapture, find_head
 
 PER_SAMPLE_KEY = "per_sample_loss"
 
@@ -53,9 +51,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
         self.quantiles = tuple(float(q) for q in quantiles)
         self.capture: HeadCapture | None = None
         self.datamodule: DynamicPruningDataModule | None = None
-        self._ema_ref: tuple[torch.Tensor, torch.Tensor | None] | None = None
-        # (epoch, G, gb) of the pruned-set reference; G is None when that epoch prunes nothing
-        self._pruned_ref: tuple[int, torch.Tensor | None, torch.Tensor | None] | None = None
+        self._pending_state: dict[str, Any] | None = None  # the method's run state, loaded before setup
         self._trainer: L.Trainer | None = None
         self._bar_epoch = -1  # epoch whose kept count the progress bar shows
         self._checks: FirstStepChecks | None = None
@@ -73,8 +69,9 @@ class TEDPruningCallback(*CALLBACK_BASES):
             )
         self.datamodule = dm
         self._trainer = trainer
-        if starts_fresh(trainer):  # a new run: no reference gradient of an earlier fit carries over
-            self._ema_ref, self._pruned_ref, self._bar_epoch = None, None, -1
+        fresh = starts_fresh(trainer)
+        if fresh:
+            self._bar_epoch = -1
         define_epoch_charts(trainer)
         if dm.method.head_statistic is not None and self.capture is None:
             self.capture = HeadCapture(find_head(pl_module, self.head))
@@ -82,12 +79,10 @@ class TEDPruningCallback(*CALLBACK_BASES):
             if self.head is None:
                 log_default_head(pl_module, self.capture.head)
         self._checks = FirstStepChecks(pl_module, self.capture, default_head=self.head is None)
-        if self._forward_reference(dm.method):
-            require_loss_method(pl_module, dm.method.reference)
-
-    @staticmethod
-    def _forward_reference(method: Any) -> bool:
-        return method.head_statistic == "taylor" and getattr(method, "reference", None) in FORWARD_REFERENCES
+        dm.method.start_fit(pl_module, fresh)  # a new run drops the method's run state (e.g. TED's references)
+        if self._pending_state is not None:
+            state, self._pending_state = self._pending_state, None
+            self.load_state_dict(state)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.capture is not None:
@@ -163,57 +158,16 @@ class TEDPruningCallback(*CALLBACK_BASES):
                 "no gradient reached the per-sample loss this step: build the returned loss with "
                 "pruned_loss(self, losses) (and keep automatic optimization) so the callback can read dL/dl_k."
             )
-        kind = self.datamodule.method.head_statistic
-        if kind != "taylor":
-            return calls_statistic(self.capture.call_deltas(ctx.loss_grad), kind)
-        h, delta = self.capture.per_sample_delta(ctx.loss_grad)
-        weights = ctx.weight.to(delta.device, torch.float32)
-        grad_w, grad_b = batch_reference(h, delta, weights, bias=self.capture.head.bias is not None)
-        method = self.datamodule.method
-        share = 1.0  # k's share of the reference, left out by the "cross" and "ratio" scores
-        pruned = self._pruned_ref[1:] if self._pruned_ref is not None else (None, None)
-        if method.reference in FORWARD_REFERENCES and pruned[0] is not None:
-            p_w, p_b = (None if t is None else t.to(grad_w.device) for t in pruned)
-            if method.reference == "pruned":  # k is not among the pruned samples: no self share
-                grad_w, grad_b, share = p_w, p_b, 0.0
-            else:  # kept (unweighted batch mean) and pruned means, mixed by their shares of the data
-                weights = torch.ones_like(weights)
-                a = self.datamodule.current_selection.actual_ratio
-                k_w, k_b = batch_reference(h, delta, weights, bias=p_b is not None)
-                grad_w = (1 - a) * k_w + a * p_w
-                grad_b = None if p_b is None else (1 - a) * k_b + a * p_b
-                share = 1.0 - a
-        elif method.reference == "ema":
-            if self._ema_ref is None:
-                self._ema_ref = (grad_w, grad_b)
-            else:
-                d = method.ema_decay
-                old_w, old_b = (None if t is None else t.to(grad_w.device) for t in self._ema_ref)
-                new_b = None if grad_b is None else d * old_b + (1 - d) * grad_b
-                self._ema_ref = (d * old_w + (1 - d) * grad_w, new_b)
-            grad_w, grad_b = self._ema_ref
-            share = 1.0 - method.ema_decay
-        values = score_values(h, delta, weights, grad_w, grad_b, method.score, share)
-        if method.score in ("ratio", "cosine"):  # scale-free variants
-            return values
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else 1.0
-        # eta <g_k, .>: the first-order loss change of one step; a tensor lr stays a tensor (float() would sync)
-        return (lr if isinstance(lr, torch.Tensor) else float(lr)) * values
+        dm = self.datamodule
+        return dm.method.head_values(HeadStep(self.capture, ctx.loss_grad, ctx.weight, lr, dm.current_selection))
 
     # ------------------------------------------------------------------ per epoch
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm = self.datamodule
         epoch = trainer.current_epoch
         dm.record_epoch(epoch)
-        if self._forward_reference(dm.method) and (self._pruned_ref is None or self._pruned_ref[0] != epoch):
-            # a resumed mid-epoch run keeps the reference its checkpoint holds for this epoch
-            indices = pruned_indices(
-                dm.current_selection, dm.method.reference_size, epoch_generator(dm.seed, epoch, stream=3)
-            )
-            ref = pruned_reference(
-                trainer, pl_module, self.capture.head, dm.train_dataset, indices, dm.batch_size or 1, dm.collate_fn
-            )
-            self._pruned_ref = (epoch, *(ref if ref is not None else (None, None)))
+        dm.method.start_epoch(trainer, pl_module, dm, self.capture.head if self.capture is not None else None)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A checkpoint may be written when validation ends, before on_train_epoch_end: fold the
@@ -242,37 +196,17 @@ class TEDPruningCallback(*CALLBACK_BASES):
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
-        """The pruned-set reference of the current epoch (so a mid-epoch resume scores against the same
-        one) and the EMA reference gradient of every rank (each averages its own batches), stacked by rank.
-
-        Under DDP Lightning calls this on every rank while saving, so the references are gathered here.
-        """
-        out: dict[str, Any] = {}
-        if self._pruned_ref is not None:  # identical on every rank (all-reduced)
-            epoch, p_w, p_b = self._pruned_ref
-            out.update(pruned_ref_epoch=epoch, pruned_grad_w=None if p_w is None else p_w.cpu())
-            out.update(pruned_grad_b=None if p_b is None else p_b.cpu())
-        if self._ema_ref is None:
-            return out
-        grad_w, grad_b = self._ema_ref
-        trainer = self._trainer
-        if trainer is not None and trainer.world_size > 1 and torch.distributed.is_initialized():
-            gather = trainer.strategy.all_gather
-            grad_w, grad_b = gather(grad_w), None if grad_b is None else gather(grad_b)
-        else:
-            grad_w, grad_b = grad_w.unsqueeze(0), None if grad_b is None else grad_b.unsqueeze(0)
-        return {**out, "ema_grad_w": grad_w.cpu(), "ema_grad_b": None if grad_b is None else grad_b.cpu()}
+        """The method's per-rank run state (TED: the epoch's pruned-set reference, so a mid-epoch resume
+        scores against the same one, and every rank's EMA reference). Under DDP Lightning calls this on
+        every rank while saving, so the method may gather here."""
+        if self.datamodule is None:
+            return dict(self._pending_state or {})
+        return self.datamodule.method.run_state_dict(self._trainer)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if "pruned_ref_epoch" in state_dict:
-            p_w, p_b = state_dict["pruned_grad_w"], state_dict["pruned_grad_b"]
-            self._pruned_ref = (int(state_dict["pruned_ref_epoch"]), p_w, p_b)
-        if "ema_grad_w" not in state_dict:
+        if self.datamodule is None:  # restored before setup: applied once the method is known
+            self._pending_state = dict(state_dict)
             return
-        grad_w, grad_b = state_dict["ema_grad_w"], state_dict["ema_grad_b"]
         trainer = self._trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        if grad_w.shape[0] == world:  # same world size: each rank continues its own average
-            self._ema_ref = (grad_w[rank], None if grad_b is None else grad_b[rank])
-        else:  # another world size: every rank starts from the mean reference
-            self._ema_ref = (grad_w.mean(0), None if grad_b is None else grad_b.mean(0))
+        self.datamodule.method.load_run_state_dict(state_dict, world, rank)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
@@ -11,9 +13,23 @@ from torch import Tensor
 
 from lightning_ted.selection import Selection, min_kept
 from lightning_ted.state import Observations, ScoreState
+from lightning_ted.taylor import HeadCapture, calls_statistic
 
 #: default bound on any kept sample's loss weight (see :attr:`PruningMethod.max_weight`).
 DEFAULT_MAX_WEIGHT = 10.0
+
+
+@dataclass
+class HeadStep:
+    """What the callback hands a method after one training step's backward: the head capture, the
+    gradient that reached each per-sample loss, the samples' weights, the learning rate and the epoch's
+    selection."""
+
+    capture: HeadCapture
+    loss_grad: Tensor
+    weight: Tensor
+    lr: float | Tensor
+    selection: Selection
 
 
 class WeightBoundWarning(UserWarning):
@@ -64,6 +80,24 @@ class PruningMethod(ABC):
 
     def bind(self, max_epochs: int | None) -> None:  # noqa: B027 (optional hook, most methods ignore it)
         """Learn the run length from the Trainer (called at setup); methods with an end phase use it."""
+
+    # ------------------------------------------------------------------ run hooks the callback calls
+    def start_fit(self, pl_module: Any, fresh: bool) -> None:  # noqa: B027 (optional hook)
+        """A fit starts (``fresh``: without a checkpoint); check the module, drop per-run state."""
+
+    def start_epoch(self, trainer: Any, pl_module: Any, datamodule: Any, head: Any) -> None:  # noqa: B027
+        """A training epoch starts, its selection made (e.g. a forward-only pass over pruned samples)."""
+
+    def head_values(self, step: HeadStep) -> Tensor:
+        """The per-sample value this method reads from the head after a step (``head_statistic``)."""
+        return calls_statistic(step.capture.call_deltas(step.loss_grad), self.head_statistic)
+
+    def run_state_dict(self, trainer: Any) -> dict:
+        """Per-rank run state the callback's checkpoint carries (e.g. reference gradients); empty here."""
+        return {}
+
+    def load_run_state_dict(self, state: dict, world: int, rank: int) -> None:  # noqa: B027 (optional hook)
+        """Restore :meth:`run_state_dict` on rank ``rank`` of ``world``."""
 
     @abstractmethod
     def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, PruningMethod
+from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, HeadStep, PruningMethod
+from lightning_ted.methods.ted_reference import TEDReference
 from lightning_ted.pps import positive_size, pps_selection, within_cohorts
+from lightning_ted.pruned_reference import require_loss_method
 from lightning_ted.selection import Selection, lowest_k_mask, random_drop_selection, stale_protected_selection
 from lightning_ted.state import Observations, ScoreState
 from lightning_ted.taylor import SCORE_VARIANTS
 
 REFERENCES = ("batch", "ema", "pruned", "all")
-FORWARD_REFERENCES = ("pruned", "all")  # need the per-epoch forward-only pass over pruned samples
 SCORES = (*SCORE_VARIANTS, "grad_norm")
 SELECTIONS = ("drop", "pps")
 PPS_TRANSFORMS = ("value", "rank")
@@ -150,6 +152,38 @@ class TED(PruningMethod):
         self.reference = reference
         self.ema_decay = float(ema_decay)
         self.normalize = bool(normalize)
+        self.references = TEDReference(reference, score, self.ema_decay, self.reference_size)
+
+    # ------------------------------------------------------------------ run hooks (the callback calls them)
+    def start_fit(self, pl_module: Any, fresh: bool) -> None:
+        if fresh:
+            self.references.reset()
+        if self.head_statistic == "taylor" and self.references.needs_forward_pass:
+            require_loss_method(pl_module, self.reference)
+
+    def start_epoch(self, trainer: Any, pl_module: Any, datamodule: Any, head: Any) -> None:
+        if self.head_statistic == "taylor":
+            self.references.start_epoch(trainer, pl_module, datamodule, head)
+
+    def head_values(self, step: HeadStep) -> Tensor:
+        """``eta <g_k, gbar>`` per sample (or the score variant) against the reference; the head-gradient
+        norm for ``score="grad_norm"``."""
+        if self.head_statistic != "taylor":
+            return super().head_values(step)
+        h, delta = step.capture.per_sample_delta(step.loss_grad)
+        weights = step.weight.to(delta.device, torch.float32)
+        bias = step.capture.head.bias is not None
+        values = self.references.values(h, delta, weights, bias, step.selection.actual_ratio)
+        if self.score in ("ratio", "cosine"):  # scale-free variants
+            return values
+        # eta <g_k, .>: the first-order loss change of one step; a tensor lr stays a tensor (float() would sync)
+        return (step.lr if isinstance(step.lr, Tensor) else float(step.lr)) * values
+
+    def run_state_dict(self, trainer: Any) -> dict:
+        return self.references.state_dict(trainer)
+
+    def load_run_state_dict(self, state: dict, world: int, rank: int) -> None:
+        self.references.load_state_dict(state, world, rank)
 
     @property
     def reweights(self) -> bool:  # type: ignore[override]

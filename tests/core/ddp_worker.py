@@ -69,7 +69,7 @@ def main(out: str, devices: int, batch_size: int, ckpt: str | None = None) -> No
             "acc": acc,
             "world_size": trainer.world_size,
             "params": [p.detach().clone() for p in model.parameters()],
-            "pruned_ref": pruning._pruned_ref,
+            "pruned_ref": dm.method.references.pruned,
         },
         Path(out) / f"rank{trainer.global_rank}.pt",
     )

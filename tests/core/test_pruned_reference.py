@@ -79,16 +79,17 @@ class Probe(Callback):
         state.observe = spy
 
     def on_train_epoch_start(self, trainer, pl_module):
-        dm, cb = trainer.datamodule, ted_callback(trainer)
+        dm = trainer.datamodule
+        ref = dm.method.references.pruned  # (epoch, G, gb), held by the TED method
         epoch = trainer.current_epoch
-        assert cb._pruned_ref[0] == epoch
+        assert ref[0] == epoch
         idx = pruned_indices(dm.current_selection, dm.method.reference_size, epoch_generator(self.seed, epoch, 3))
         if idx.numel() == 0:
-            assert cb._pruned_ref[1] is None  # nothing pruned: the batch reference is used
+            assert ref[1] is None  # nothing pruned: the batch reference is used
             return
         x, y = (t[idx] for t in self.train.tensors)
         expected = head_grads(pl_module, x, y).mean(0)
-        got = torch.cat([cb._pruned_ref[1].reshape(-1), cb._pruned_ref[2]])
+        got = torch.cat([ref[1].reshape(-1), ref[2]])
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
         self.checked_refs.append(epoch)
 
@@ -97,13 +98,13 @@ class Probe(Callback):
             self._before = copy.deepcopy(pl_module)  # the parameters this step's forward used
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        cb = ted_callback(trainer)
-        if batch_idx != 0 or cb._pruned_ref[1] is None:
+        pruned = trainer.datamodule.method.references.pruned
+        if batch_idx != 0 or pruned[1] is None:
             return
         indices, terms = self._observed[-1]
         x, y = (t[indices] for t in self.train.tensors)
         g = head_grads(self._before, x, y)
-        ref = torch.cat([cb._pruned_ref[1].reshape(-1), cb._pruned_ref[2]])
+        ref = torch.cat([pruned[1].reshape(-1), pruned[2]])
         torch.testing.assert_close(terms, pl_module.lr * (g @ ref), rtol=1e-4, atol=1e-9)
         self.checked_terms += 1
 
@@ -186,10 +187,14 @@ def test_reference_options_are_validated():
 
 
 def test_callback_state_round_trip_keeps_the_pruned_reference():
-    cb = TEDPruningCallback()
-    cb._pruned_ref = (1, torch.randn(10, 32), torch.randn(10))
-    state = cb.state_dict()
-    other = TEDPruningCallback()
-    other.load_state_dict(state)
-    assert other._pruned_ref[0] == 1
-    assert torch.equal(other._pruned_ref[1], cb._pruned_ref[1]) and torch.equal(other._pruned_ref[2], cb._pruned_ref[2])
+    method = TED(reference="pruned")
+    method.references.pruned = (1, torch.randn(10, 32), torch.randn(10))
+    state = method.run_state_dict(None)
+    other = TED(reference="pruned")
+    other.load_run_state_dict(state, world=1, rank=0)
+    assert other.references.pruned[0] == 1
+    restored, saved = other.references.pruned, method.references.pruned
+    assert torch.equal(restored[1], saved[1]) and torch.equal(restored[2], saved[2])
+    cb = TEDPruningCallback()  # restored before setup: the callback keeps the state until the method is known
+    cb.load_state_dict(state)
+    assert cb.state_dict()["pruned_ref_epoch"] == 1

@@ -182,14 +182,14 @@ class StartProbe(Callback):
 
     def on_train_start(self, trainer, pl_module):
         dm = trainer.datamodule
-        self.at_start.append((bool(torch.isinf(dm.state.score).all()), self.pruning._ema_ref is None))
+        self.at_start.append((bool(torch.isinf(dm.state.score).all()), dm.method.references.ema is None))
 
 
 def test_user_fits_the_same_datamodule_schedule_and_callback_twice(small):
     dm, pruning = _dm(small, method=TED(reference="ema")), TEDPruningCallback()
     probe = StartProbe(pruning)
     _fit(dm, 2, callbacks=[pruning, probe])
-    assert pruning._ema_ref is not None
+    assert dm.method.references.ema is not None
     _fit(dm, 3, callbacks=[pruning, probe], seed=1)  # another run length, a new model
     assert probe.at_start == [(True, True), (True, True)]  # both runs start unscored, without a reference
     assert dm.schedule.max_epochs == 3 and dm.kept_history.numel() == 3
