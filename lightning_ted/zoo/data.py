@@ -200,7 +200,9 @@ class CIFAR10Data(_SplitData):
 
     def _load(self) -> tuple[TensorDataset, TensorDataset]:
         train = load_cifar10(self.root, train=True, exact_only=self.exact_only)
-        return train, load_cifar10(self.root, train=False, exact_only=self.exact_only)
+        x, y = load_cifar10(self.root, train=False, exact_only=self.exact_only).tensors
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))  # the file is in class order,
+        return train, TensorDataset(x[order], y[order])  # so that test_limit keeps every class
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y = batch
