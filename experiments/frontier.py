@@ -374,6 +374,12 @@ def saved_at_tolerance(rows: list[dict], method: str, full_acc: float, key: str,
     return best
 
 
+def _beats(rows: list[dict], key: str, se: str) -> str:
+    """Targets at which the gain exceeds two standard errors (``no`` if none)."""
+    hits = [f"{r['target']:.1f}" for r in rows if r[se] == r[se] and r[key] > 2 * r[se]]
+    return "at " + ", ".join(hits) if hits else "no"
+
+
 def markdown(spec: TaskSpec, rows: list[dict], conv: dict, wall: float | None) -> str:
     full_row = next((r for r in rows if r["method"] == "full" and r["budget"] == 1.0), None)
     lines = [
@@ -422,13 +428,9 @@ def markdown(spec: TaskSpec, rows: list[dict], conv: dict, wall: float | None) -
                 lines.append(f"| full (frontier) | {100 * sv:.1f}% | {100 * st:.1f}% | — | — |")
                 continue
 
-            def beats(key: str, se: str) -> str:
-                hits = [f"{r['target']:.1f}" for r in mine if r[se] == r[se] and r[key] > 2 * r[se]]
-                return "at " + ", ".join(hits) if hits else "no"
-
             lines.append(
-                f"| {m} | {100 * sv:.1f}% | {100 * st:.1f}% | {beats('val_gain', 'val_gain_se')} "
-                f"| {beats('gain', 'gain_se')} |"
+                f"| {m} | {100 * sv:.1f}% | {100 * st:.1f}% | {_beats(mine, 'val_gain', 'val_gain_se')} "
+                f"| {_beats(mine, 'gain', 'gain_se')} |"
             )
     if wall is not None:
         lines += ["", f"Grid wall time for this invocation: {wall / 60:.1f} min."]
@@ -445,7 +447,8 @@ def plot(spec: TaskSpec, rows: list[dict], path: Path) -> None:
     front = sorted((1 - r["saved"], r["test_acc"], r["test_se"]) for r in rows if r["method"] == "full")
     if front:
         xs, ys, es = zip(*front, strict=True)
-        ax.errorbar(xs, ys, yerr=[0 if e != e else e for e in es], color="black", marker="s", label="full, fewer epochs")
+        yerr = [0 if e != e else e for e in es]
+        ax.errorbar(xs, ys, yerr=yerr, color="black", marker="s", label="full, fewer epochs")
     for m in METHOD_ORDER[1:]:
         pts = sorted((1 - r["saved"], r["test_acc"], r["test_se"]) for r in rows if r["method"] == m)
         if pts:
