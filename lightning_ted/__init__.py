@@ -17,6 +17,7 @@ from lightning_ted.methods import (
     InfoBatch,
     PruningMethod,
     RandomSubset,
+    SeTa,
     build_method,
 )
 from lightning_ted.schedules import ConstantSchedule, LinearSchedule, PruneSchedule, RollerCoasterSchedule
@@ -34,6 +35,7 @@ __all__ = [
     "GraNd",
     "InfoBatch",
     "RandomSubset",
+    "SeTa",
     "distillation_loss",
     "ConstantSchedule",
     "DynamicPruningDataModule",

@@ -8,12 +8,13 @@ from lightning_ted.methods.ccs import CCS
 from lightning_ted.methods.full import FullData
 from lightning_ted.methods.infobatch import InfoBatch
 from lightning_ted.methods.random_subset import RandomSubset
+from lightning_ted.methods.seta import SeTa
 from lightning_ted.methods.static import CAT, EL2N, Forgetting, GraNd, StaticScore
 from lightning_ted.methods.ted import TED
 
 METHODS: dict[str, type[PruningMethod]] = {
     cls.name: cls
-    for cls in (FullData, RandomSubset, InfoBatch, UCB, EpsilonGreedy, EL2N, GraNd, Forgetting, CCS, CAT, TED)
+    for cls in (FullData, RandomSubset, InfoBatch, SeTa, UCB, EpsilonGreedy, EL2N, GraNd, Forgetting, CCS, CAT, TED)
 }
 
 
@@ -41,6 +42,7 @@ __all__ = [
     "InfoBatch",
     "PruningMethod",
     "RandomSubset",
+    "SeTa",
     "StaticScore",
     "build_method",
 ]
