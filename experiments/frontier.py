@@ -11,8 +11,9 @@ Per task, the **budget baseline** is plain training (method ``full``) for ``roun
 accuracy against the saved fraction of sample-passes ``1 - round(b E) / E`` is the **frontier**. Every
 pruning method trains E epochs under one shared constant schedule (1 warm-up epoch, the last 12.5% on
 full data) whose per-epoch ratio is set so the run saves about 30 / 50 / 70% of sample-passes; InfoBatch
-drops only a share of its below-mean-loss candidates, so its ratio is scaled by the task's expected
-candidate share (capped at 0.9) and its achieved saving is reported. Seeds are paired: seed s gives
+drops only a share of its below-mean-loss candidates and SeTa keeps only its window's groups of a random
+subset, so their ratios are set from the task's expected candidate / window share (capped at 0.9) and
+their achieved savings are reported. Seeds are paired: seed s gives
 every method the same initialisation and data order. A method's **gain** is its accuracy minus the
 frontier interpolated (linearly) at the saved fraction it achieved, per seed against that seed's
 frontier; ± is the standard error of that paired difference. Decisions read validation accuracy (carved
@@ -72,6 +73,7 @@ class TaskSpec:
     width: tuple[int, ...] = ()
     n_test: int = 10000
     infobatch_candidates: float = 0.75  # expected share of samples below the mean loss (InfoBatch's pool)
+    seta_window_keep: float = 0.75  # expected share of SeTa's random subset inside its sliding window
 
     def fingerprint(self) -> str:
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
@@ -80,7 +82,7 @@ class TaskSpec:
 TASKS = {
     "fashion": TaskSpec("fashion", "fashion", 10000, 1000, 16, 0.05, 128, infobatch_candidates=0.8),
     "noisy_fashion": TaskSpec("noisy_fashion", "fashion", 10000, 1000, 16, 0.05, 128, 0.2, infobatch_candidates=0.7),
-    "cifar10": TaskSpec("cifar10", "cifar10", 10000, 2000, 30, 0.1, 64, width=(8, 16, 32, 64)),
+    "cifar10": TaskSpec("cifar10", "cifar10", 10000, 2000, 20, 0.1, 64, width=(8, 16, 32, 64)),
 }
 QUICK = {
     "fashion": TaskSpec("fashion", "fashion", 400, 200, 4, 0.05, 64, n_test=500),
@@ -126,6 +128,8 @@ def schedule_ratio(method: str, target: float, spec: TaskSpec) -> float:
     exact = target * spec.epochs / pruning_epochs(spec.epochs)
     if method == "infobatch":  # r is the share of the candidates it drops, not of all samples
         return min(INFOBATCH_MAX_RATIO, exact / spec.infobatch_candidates)
+    if method == "seta":  # keeps (1 - r) at random, then only the window's groups of those
+        return min(INFOBATCH_MAX_RATIO, max(0.0, 1.0 - (1.0 - exact) / spec.seta_window_keep))
     if exact >= 1.0:
         raise ValueError(f"target {target} cannot be reached in {spec.epochs} epochs with warm-up and anneal")
     return exact
@@ -200,7 +204,8 @@ def run_job(job: Job, spec: TaskSpec, accelerator: str = "cpu") -> Result:
     net = build_net(spec)
     model = TaskModule(net, lr=spec.lr, epochs=epochs, adam=False)
     schedule = ConstantSchedule(ratio=ratio, warmup_epochs=WARMUP, anneal=ANNEAL)
-    kwargs = dict(method=METHODS[method](), schedule=schedule, seed=job.seed)
+    pruner = METHODS[method](max_epochs=epochs) if method == "seta" else METHODS[method]()  # SeTa's partial anneal
+    kwargs = dict(method=pruner, schedule=schedule, seed=job.seed)
     if spec.data == "cifar10":
         dm = DynamicPruningDataModule(datamodule=_cifar_train_module(train, spec, job.seed), **kwargs)
     else:
