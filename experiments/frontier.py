@@ -56,6 +56,8 @@ TARGETS = (0.3, 0.5, 0.7)
 METHOD_ORDER = ("full", "random", "infobatch", "seta", "ted")
 WARMUP, ANNEAL = 1, 0.125
 INFOBATCH_MAX_RATIO = 0.9
+MODEL_LABELS: dict[str, str] = {}  # task name -> model description in the tables (default from the spec)
+REGENERATE: dict[str, str] = {}  # task name -> the command that regenerates its table
 
 
 @dataclass(frozen=True)
@@ -391,10 +393,12 @@ def markdown(spec: TaskSpec, rows: list[dict], conv: dict, wall: float | None) -
         f"# Frontier: {spec.name}",
         "",
         f"{spec.n_train} training samples ({spec.n_val} validation carved from train, {spec.n_test} test), "
-        f"{'SmallCNN' if spec.data == 'fashion' else f'CifarCNN{spec.width}'}, E = {spec.epochs} epochs, batch "
+        f"{MODEL_LABELS.get(spec.name, 'SmallCNN' if spec.data == 'fashion' else f'CifarCNN{spec.width}')}, "
+        f"E = {spec.epochs} epochs, batch "
         f"{spec.batch_size}, SGD lr {spec.lr} cosine over each run's own epochs"
         + (f", {int(100 * spec.noise)}% of training labels flipped" if spec.noise else "")
-        + f"; torch {torch.__version__}. Regenerate: `python experiments/frontier.py --tasks {spec.name}`.",
+        + f"; torch {torch.__version__}. Regenerate: "
+        + f"`{REGENERATE.get(spec.name, f'python experiments/frontier.py --tasks {spec.name}')}`.",
         "",
     ]
     if conv:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import requires_mnist
 
+from lightning_ted.zoo.datasets import default_data_root
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
 import frontier  # noqa: E402
 
@@ -90,3 +92,21 @@ def test_quick_grid_writes_tables_and_resumes_from_its_cache(tmp_path, capsys):
     frontier.main(["--quick", "--tasks", "fashion", "--workers", "1", "--out", str(tmp_path), "--redo", "ted"])
     lines = (tmp_path / "frontier_fashion_runs.jsonl").read_text().splitlines()
     assert len(lines) == len(runs) and sum(json.loads(x)["method"] == "ted" for x in lines) == 2
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_its_whole_grid_at_tiny_size_on_cpu(tmp_path):
+    """``frontier_gpu.py --tiny``: the ResNet-9, bf16 autocast, uint8 data and augmentation on the (here CPU)
+    device, every budget point and method at 50/70%; the table names the model and the command."""
+    import frontier_gpu
+
+    if not (default_data_root() / "CIFAR-10" / "cifar10_train.npz").exists():
+        pytest.skip("shared/data/CIFAR-10 is not present")
+    frontier_gpu.main(["--tiny", "--seeds", "1", "--out", str(tmp_path)])
+    runs = [json.loads(x) for x in (tmp_path / "frontier_cifar10_gpu_runs.jsonl").read_text().splitlines()]
+    methods = {m for m in frontier_gpu.METHODS_GPU if m in frontier.METHODS} - {"full"}
+    assert len(runs) == 5 + 2 * len(methods)
+    assert {r["method"] for r in runs} == {"budget"} | methods
+    assert all(0.0 <= r["test_acc"] <= 100.0 for r in runs)
+    text = (tmp_path / "frontier_cifar10_gpu.md").read_text()
+    assert "ResNet-9" in text and "frontier_gpu.py --tiny" in text
