@@ -53,7 +53,24 @@ from lightning_ted.zoo.models import CifarCNN, SmallCNN  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGETS = (1.5, 1.0, 0.7, 0.5, 0.3)
 TARGETS = (0.3, 0.5, 0.7)
-METHOD_ORDER = ("full", "random", "infobatch", "seta", "ted")
+BASE_METHODS = ("full", "random", "infobatch", "seta", "ted")
+# TED selection-rule variants (issue 14), by name: --methods ted_norm ... runs them beside the base methods
+TED_VARIANTS: dict[str, dict] = {
+    "ted_norm": {"normalize": True},
+    "ted_pps_gradnorm_norm": {"selection": "pps", "score": "grad_norm", "normalize": True},
+    "ted_pps_norm": {"selection": "pps", "normalize": True},
+    "ted_gate_norm": {"gate": "mean_loss", "normalize": True},
+}
+METHOD_ORDER = BASE_METHODS + tuple(TED_VARIANTS)
+
+
+def make_pruner(method: str, epochs: int):
+    """The pruning method of a run: a base method by name, or a named TED variant."""
+    if method in TED_VARIANTS:
+        return METHODS["ted"](**TED_VARIANTS[method])
+    return METHODS[method](max_epochs=epochs) if method == "seta" else METHODS[method]()  # SeTa's partial anneal
+
+
 WARMUP, ANNEAL = 1, 0.125
 INFOBATCH_MAX_RATIO = 0.9
 MODEL_LABELS: dict[str, str] = {}  # task name -> model description in the tables (default from the spec)
@@ -136,7 +153,7 @@ def pruning_epochs(epochs: int) -> int:
 def schedule_ratio(method: str, target: float, spec: TaskSpec) -> float:
     """Per-epoch prune ratio of the shared constant schedule that saves ``target`` of the sample-passes."""
     exact = target * spec.epochs / pruning_epochs(spec.epochs)
-    if method == "infobatch":  # r is the share of the candidates it drops, not of all samples
+    if method in ("infobatch", "ted_gate_norm"):  # r is the share of the candidates it drops, not of all samples
         return min(INFOBATCH_MAX_RATIO, exact / spec.infobatch_candidates)
     if method == "seta":  # keeps (1 - r) at random, then only the window's groups of those
         return min(INFOBATCH_MAX_RATIO, max(0.0, 1.0 - (1.0 - exact) / spec.seta_window_keep))
@@ -214,7 +231,7 @@ def run_job(job: Job, spec: TaskSpec, accelerator: str = "cpu") -> Result:
     net = build_net(spec)
     model = TaskModule(net, lr=spec.lr, epochs=epochs, adam=False)
     schedule = ConstantSchedule(ratio=ratio, warmup_epochs=WARMUP, anneal=ANNEAL)
-    pruner = METHODS[method](max_epochs=epochs) if method == "seta" else METHODS[method]()  # SeTa's partial anneal
+    pruner = make_pruner(method, epochs)
     kwargs = dict(method=pruner, schedule=schedule, seed=job.seed)
     if spec.data == "cifar10":
         dm = DynamicPruningDataModule(datamodule=_cifar_train_module(train, spec, job.seed), **kwargs)
@@ -499,7 +516,7 @@ def write_report(spec: TaskSpec, results: list[Result], out: Path, wall: float |
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
-    parser.add_argument("--methods", nargs="+", default=list(METHOD_ORDER))
+    parser.add_argument("--methods", nargs="+", default=list(BASE_METHODS), choices=METHOD_ORDER)
     parser.add_argument("--seeds", type=int, default=5, help="seeds for the budget points and the 50%% target")
     parser.add_argument("--main-seeds", type=int, default=3, help="seeds for the 30%% and 70%% targets")
     parser.add_argument("--workers", type=int, default=2)
