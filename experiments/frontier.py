@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> None:
     missing = [m for m in args.methods if m not in METHODS and m not in TED_VARIANTS]
     if missing:
         print(f"note: methods {missing} are not registered in this checkout; their rows are pending", flush=True)
-    methods = [m for m in args.methods if m in METHODS]
+    methods = [m for m in args.methods if m in METHODS or m in TED_VARIANTS]
     targets = (0.5,) if args.quick else TARGETS
     seeds_all = list(range(2 if args.quick else args.seeds))
     seeds_main = seeds_all[: (1 if args.quick else args.main_seeds)]
