@@ -59,6 +59,7 @@ TED_VARIANTS: dict[str, dict] = {
     "ted_norm": {"normalize": True},
     "ted_pps_gradnorm_norm": {"selection": "pps", "score": "grad_norm", "normalize": True},
     "ted_pps_norm": {"selection": "pps", "normalize": True},
+    "ted_gate": {"gate": "mean_loss"},
     "ted_gate_norm": {"gate": "mean_loss", "normalize": True},
 }
 METHOD_ORDER = BASE_METHODS + tuple(TED_VARIANTS)
@@ -153,7 +154,7 @@ def pruning_epochs(epochs: int) -> int:
 def schedule_ratio(method: str, target: float, spec: TaskSpec) -> float:
     """Per-epoch prune ratio of the shared constant schedule that saves ``target`` of the sample-passes."""
     exact = target * spec.epochs / pruning_epochs(spec.epochs)
-    if method in ("infobatch", "ted_gate_norm"):  # r is the share of the candidates it drops, not of all samples
+    if method == "infobatch" or TED_VARIANTS.get(method, {}).get("gate"):  # r is the share of the candidates it drops, not of all samples
         return min(INFOBATCH_MAX_RATIO, exact / spec.infobatch_candidates)
     if method == "seta":  # keeps (1 - r) at random, then only the window's groups of those
         return min(INFOBATCH_MAX_RATIO, max(0.0, 1.0 - (1.0 - exact) / spec.seta_window_keep))
