@@ -470,11 +470,26 @@ def plot(spec: TaskSpec, rows: list[dict], path: Path) -> None:
         xs, ys, es = zip(*front, strict=True)
         yerr = [0 if e != e else e for e in es]
         ax.errorbar(xs, ys, yerr=yerr, color="black", marker="s", label="full, fewer epochs")
+    floor = min((y for _, y, _ in front), default=0.0) - 4.0  # a diverged run would squash the frontier
     for m in METHOD_ORDER[1:]:
         pts = sorted((1 - r["saved"], r["test_acc"], r["test_se"]) for r in rows if r["method"] == m)
         if pts:
             xs, ys, es = zip(*pts, strict=True)
-            ax.errorbar(xs, ys, yerr=[0 if e != e else e for e in es], fmt="o", capsize=3, label=m)
+            shown = [max(y, floor + 0.5) for y in ys]
+            line = ax.errorbar(xs, shown, yerr=[0 if e != e else e for e in es], fmt="o", capsize=3, label=m)
+            for x, y in zip(xs, ys, strict=True):
+                if y < floor + 0.5:  # off the chart: a down arrow at the bottom with the real value
+                    ax.annotate(
+                        f"{y:.1f}",
+                        (x, floor + 0.5),
+                        color=line[0].get_color(),
+                        fontsize=8,
+                        xytext=(4, 2),
+                        textcoords="offset points",
+                    )
+                    ax.plot([x], [floor + 0.5], marker="v", color=line[0].get_color())
+    if front:
+        ax.set_ylim(bottom=floor)
     ax.set_xlabel("sample-passes (fraction of full training at E epochs)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{spec.name}: accuracy vs sample-passes (± SE over seeds)")
