@@ -103,6 +103,7 @@ def _fit_and_spy(augment: bool):
     return data, torch.cat(seen["train"]), torch.cat(seen["val"])
 
 
+@pytest.mark.slow
 @requires_cifar
 def test_datamodule_splits_and_augments_only_training_batches_in_a_real_fit():
     data, train, val = _fit_and_spy(augment=True)
@@ -124,6 +125,7 @@ def test_cifar_datamodule_rejects_float_batches():
         data.on_after_batch_transfer((torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.long)), 0)
 
 
+@pytest.mark.slow
 @requires_cifar
 def test_cifar10_config_fits_through_the_cli(tmp_path):
     from lightning_ted.cli import run_cli
