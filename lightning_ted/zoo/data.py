@@ -4,6 +4,8 @@ Wrap one in :class:`DynamicPruningDataModule` (``datamodule=...``) to prune its 
 that is ``data.init_args.datamodule.class_path``. The validation split is carved from the training set
 with a fixed generator, so tuning never reads the test split. ``noise_rate`` flips that share of the
 training labels (never validation or test) to a different class, for the noisy-label experiments.
+CIFAR-10 batches stay uint8 until ``on_after_batch_transfer``, where training batches are augmented
+(padded random crop + flip) on whatever device they reached, then every batch is normalised.
 """
 
 from __future__ import annotations
@@ -12,10 +14,17 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_ted.zoo.datasets import load_image_classification, load_sst2
+from lightning_ted.zoo.datasets import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    load_cifar10,
+    load_image_classification,
+    load_sst2,
+)
 
 
 def flip_labels(labels: torch.Tensor, rate: float, num_classes: int, seed: int) -> torch.Tensor:
@@ -29,6 +38,47 @@ def flip_labels(labels: torch.Tensor, rate: float, num_classes: int, seed: int) 
     shift = torch.randint(1, num_classes, (n,), generator=g)  # never the original class
     labels[flipped] = (labels[flipped] + shift[flipped]) % num_classes
     return flipped
+
+
+def draw_crop_flip(
+    batch: int, pad: int = 4, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image crop offsets ``(dy, dx)`` in ``0..2*pad`` and horizontal-flip flags, drawn from ``generator``."""
+    dy = torch.randint(0, 2 * pad + 1, (batch,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (batch,), generator=generator)
+    flip = torch.rand(batch, generator=generator) < 0.5
+    return dy, dx, flip
+
+
+def crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """Zero-pad ``x`` (B, C, H, W) by ``pad``, take the H x W window at ``(dy, dx)`` per image, mirror where ``flip``.
+
+    Two gathers over the whole batch (rows, then columns), no loop over images; dtype and device are kept,
+    so uint8 batches stay uint8 and a GPU batch is cropped on the GPU.
+    """
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dev = x.device
+    rows = dy.to(dev)[:, None] + torch.arange(h, device=dev)  # B x H, rows of the padded image
+    cols = dx.to(dev)[:, None] + torch.arange(w, device=dev)  # B x W
+    cols = torch.where(flip.to(dev)[:, None], cols.flip(1), cols)
+    out = padded.gather(2, rows[:, None, :, None].expand(b, c, h, w + 2 * pad))
+    return out.gather(3, cols[:, None, None, :].expand(b, c, h, w))
+
+
+def random_crop_flip(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The standard CIFAR augmentation on a batch: ``pad``-pixel padded random crop and random horizontal flip.
+
+    The random draws come from ``generator`` (a CPU generator; B offsets are copied to ``x``'s device).
+    """
+    return crop_flip(x, *draw_crop_flip(x.shape[0], pad, generator), pad=pad)
+
+
+def normalize_images(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 (B, C, H, W) pixels to float ``(x / 255 - mean) / std`` per channel."""
+    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    return (x.float() / 255.0 - m) / s
 
 
 class _SplitData(L.LightningDataModule):
@@ -126,3 +176,41 @@ class SST2Data(_SplitData):
         self.vocab_size = len(vocab) + 2
         rank_zero_info(f"SST2Data: vocab_size={self.vocab_size}")
         return train, test
+
+
+class CIFAR10Data(_SplitData):
+    """CIFAR-10 with the standard augmentation on batched uint8 tensors, after the batch reached its device.
+
+    Images stay uint8 in memory and in the loader (4x less to copy than float). In
+    ``on_after_batch_transfer`` a *training* batch gets a 4-pixel padded random crop and a random
+    horizontal flip (vectorised, on the batch's device); then every batch is normalised with the
+    training-set channel statistics. The augmentation draws come from a generator seeded with
+    ``aug_seed`` (default: the Lightning seed), so a seeded run is reproducible. ``limit`` keeps a fixed
+    random subset of the training split (after the validation split is carved out); ``exact_only``
+    drops the 121 images that are not pixel-exact (see :func:`load_cifar10`).
+    """
+
+    num_classes = 10
+
+    def __init__(self, augment: bool = True, aug_seed: int | None = None, exact_only: bool = False, **kwargs) -> None:
+        kwargs.setdefault("val_size", 5000)
+        super().__init__(**kwargs)
+        self.augment, self.aug_seed, self.exact_only = augment, aug_seed, exact_only
+        self._generator: torch.Generator | None = None
+
+    def _load(self) -> tuple[TensorDataset, TensorDataset]:
+        train = load_cifar10(self.root, train=True, exact_only=self.exact_only)
+        x, y = load_cifar10(self.root, train=False, exact_only=self.exact_only).tensors
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))  # the file is in class order,
+        return train, TensorDataset(x[order], y[order])  # so that test_limit keeps every class
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        if x.dtype != torch.uint8:
+            raise TypeError(f"CIFAR10Data expects uint8 image batches, got {x.dtype}; do not normalise beforehand")
+        if self.augment and self.trainer is not None and self.trainer.training:
+            if self._generator is None:
+                seed = self.aug_seed if self.aug_seed is not None else torch.initial_seed()
+                self._generator = torch.Generator().manual_seed(int(seed) % 2**63)
+            x = random_crop_flip(x, 4, self._generator)
+        return normalize_images(x, CIFAR10_MEAN, CIFAR10_STD), y

@@ -1,7 +1,8 @@
 """Loading the offline datasets of ``shared/data`` into memory-resident tensor datasets.
 
 Nothing is downloaded: the files must already be on disk (see ``shared/data/README.md``). The whole
-split is decoded once into a float tensor, so per-item access in the training loop is a cheap index.
+split is decoded once into a tensor (float for MNIST-like sets, uint8 for CIFAR-10, whose augmentation
+runs on uint8 batches), so per-item access in the training loop is a cheap index.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from torch.utils.data import TensorDataset
 
 #: (mean, std) of the training pixels, the usual normalisation constants.
 _STATS = {"MNIST": (0.1307, 0.3081), "FashionMNIST": (0.2860, 0.3530)}
+#: per-channel (RGB) mean and std of the CIFAR-10 training pixels on the 0..1 scale (the published values).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 def default_data_root() -> Path:
@@ -81,3 +85,30 @@ def load_sst2(
         tokens = [vocab.get(w, 1) for w in words[:max_len]]
         ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.int64)
     return TensorDataset(ids, torch.tensor(labels, dtype=torch.int64)), vocab
+
+
+def load_cifar10(root: str | Path | None = None, train: bool = True, exact_only: bool = False) -> TensorDataset:
+    """CIFAR-10 (official split) as a ``TensorDataset`` of uint8 ``(3, 32, 32)`` RGB images and int64 labels.
+
+    Reads ``CIFAR-10/cifar10_{train,test}.npz`` (50,000 / 10,000 images, stored in class order; shuffle
+    before taking a subset). 121 of the 60,000 images (96 train, 25 test) are not pixel-exact: no
+    lossless copy was in reach, so their pixels are a decoded quality-75 JPEG of the same image. They are
+    **kept** by default (0.2% of the data; the labels are right, and dropping them would change the
+    official split sizes). ``exact_only=True`` drops them, for uses where the original pixels matter.
+    """
+    import numpy as np
+    import torch
+
+    root = Path(root) if root is not None else default_data_root()
+    path = root / "CIFAR-10" / f"cifar10_{'train' if train else 'test'}.npz"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"CIFAR-10 not found at {path}; pass root= / --data-root pointing at shared/data, or set "
+            "LIGHTNING_TED_DATA (the folder must hold CIFAR-10/cifar10_train.npz and cifar10_test.npz)."
+        )
+    with np.load(path) as npz:
+        x, y, lossless = npz["x"], npz["y"], npz["lossless"]
+    if exact_only:
+        x, y = x[lossless], y[lossless]
+    images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # N x 3 x 32 x 32, uint8
+    return TensorDataset(images, torch.from_numpy(y.astype(np.int64)))
