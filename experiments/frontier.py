@@ -117,8 +117,8 @@ TASKS = {
     ),
 }
 QUICK = {
-    "fashion": TaskSpec("fashion", "fashion", 400, 200, 4, 0.05, 64, n_test=500),
-    "cifar10": TaskSpec("cifar10", "cifar10", 256, 128, 4, 0.05, 64, width=(4, 8), n_test=256),
+    "fashion": TaskSpec("fashion", "fashion", 400, 200, 6, 0.05, 64, n_test=500),
+    "cifar10": TaskSpec("cifar10", "cifar10", 256, 128, 6, 0.05, 64, width=(4, 8), n_test=256),
 }
 
 
@@ -152,7 +152,8 @@ class Result:
 
 # ------------------------------------------------------------------------------------------ schedules
 def pruning_epochs(epochs: int) -> int:
-    return epochs - WARMUP - int(round(ANNEAL * epochs))
+    """Epochs of the shared schedule that prune, as the schedule itself counts them (warm-up, anneal)."""
+    return ConstantSchedule(ratio=0.0, warmup_epochs=WARMUP, anneal=ANNEAL, max_epochs=epochs).pruning_epochs
 
 
 def schedule_ratio(method: str, target: float, spec: TaskSpec) -> float:

@@ -1,7 +1,7 @@
 """The frontier benchmark on one GPU: CIFAR-10 (all 50k), a ResNet-9-style net in bf16, data on the device.
 
     python experiments/frontier_gpu.py                      # budget points + full/infobatch/seta/ted at 50/70%
-    python experiments/frontier_gpu.py --tiny               # CPU smoke test: 300 images, 4 epochs, tiny widths
+    python experiments/frontier_gpu.py --tiny               # CPU smoke test: 300 images, 8 epochs, tiny widths
 
 The whole training split lives on the GPU as uint8 (150 MB); each batch is gathered there, cropped and
 flipped there (CIFAR10Data's batched augmentation) and normalised, so the host only hands over indices.
@@ -39,7 +39,7 @@ from lightning_ted.zoo.datasets import CIFAR10_MEAN, CIFAR10_STD, load_cifar10  
 from lightning_ted.zoo.demo import timed_fit  # noqa: E402
 
 GPU = frontier.TaskSpec("cifar10_gpu", "cifar10", 45000, 5000, 10, 0.2, 512, width=(64, 128, 256, 512))
-TINY = frontier.TaskSpec("cifar10_gpu", "cifar10", 300, 100, 4, 0.1, 64, width=(8, 16, 16, 16), n_test=200)
+TINY = frontier.TaskSpec("cifar10_gpu", "cifar10", 300, 100, 8, 0.1, 64, width=(8, 16, 16, 16), n_test=200)
 METHODS_GPU = ["full", "infobatch", "seta", "ted"]
 TARGETS_GPU = (0.5, 0.7)
 

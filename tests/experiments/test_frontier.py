@@ -77,7 +77,7 @@ def test_quick_grid_writes_tables_and_resumes_from_its_cache(tmp_path, capsys):
         rows = list(csv.DictReader(fh))
     assert {r["method"] for r in rows} == {"full"} | methods
     budgets = {float(r["budget"]): float(r["saved"]) for r in rows if r["method"] == "full"}
-    assert budgets == {1.5: -0.5, 1.0: 0.0, 0.7: 0.25, 0.5: 0.5, 0.3: 0.75}  # 6, 4, 3, 2, 1 of 4 epochs
+    assert budgets == pytest.approx({1.5: -0.5, 1.0: 0.0, 0.7: 1 / 3, 0.5: 0.5, 0.3: 2 / 3})  # 9, 6, 4, 3, 2 of 6
     for r in rows:
         if r["method"] in ("random", "ted"):
             assert float(r["saved"]) == pytest.approx(0.5, abs=0.01)
