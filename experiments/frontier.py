@@ -524,6 +524,11 @@ def write_report(spec: TaskSpec, results: list[Result], out: Path, wall: float |
 
     rows, conv = summarise(results)
     text = markdown(spec, rows, conv, wall)
+    fit = sum(r.seconds for r in results) / 60
+    text += (
+        f"\nFit time summed over the {len(results)} runs: {fit:.1f} min (the grid runs 2 at a time, so about "
+        f"{fit / 2:.0f} min of wall time on 2 free cores; wall times and speedups are noisy on shared cores).\n"
+    )
     (out / f"frontier_{spec.name}.md").write_text(text)
     with open(out / f"frontier_{spec.name}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
