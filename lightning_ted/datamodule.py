@@ -216,6 +216,7 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
             return self._cache[2]
         ratio = self.schedule.prune_ratio(epoch)
         selection = self.method.select(self.state, ratio, epoch_generator(self.seed, epoch))
+        self.method.check_step_scale(selection)
         self._cache = (epoch, self._version, selection)
         return selection
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lightning_ted.methods.bandit import UCB, EpsilonGreedy
-from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, PruningMethod, WeightBoundWarning
+from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, PruningMethod, StepScaleWarning, WeightBoundWarning
 from lightning_ted.methods.ccs import CCS
 from lightning_ted.methods.full import FullData
 from lightning_ted.methods.infobatch import InfoBatch
@@ -45,6 +45,7 @@ __all__ = [
     "RandomSubset",
     "SeTa",
     "StaticScore",
+    "StepScaleWarning",
     "WeightBoundWarning",
     "build_method",
 ]

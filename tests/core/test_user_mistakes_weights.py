@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import lightning as L
 import pytest
 import torch
@@ -9,7 +11,9 @@ from conftest import make_trainer, subset
 from lightning.pytorch.callbacks import Callback
 
 from lightning_ted import TED, ConstantSchedule, DynamicPruningDataModule, InfoBatch, RandomSubset, TEDPruningCallback
-from lightning_ted.methods import WeightBoundWarning
+from lightning_ted.methods import StepScaleWarning, WeightBoundWarning
+from lightning_ted.selection import epoch_generator
+from lightning_ted.state import ScoreState
 from lightning_ted.zoo.demo import ImageClassifier
 
 
@@ -53,6 +57,9 @@ def test_user_sets_ratio_0_99_and_weights_stay_bounded(mnist_train, make_method)
         trainer.fit(ImageClassifier(one_cycle=method.exact_kept_count), datamodule=dm)
     bound_warnings = [w for w in caught if issubclass(w.category, WeightBoundWarning)]
     assert len(bound_warnings) == 1 and "max_weight=10" in str(bound_warnings[0].message)
+    step_warnings = [w for w in caught if issubclass(w.category, StepScaleWarning)]
+    heavy = any(float(torch.cat(w).mean()) > 2.0 for e, w in recorder.weights.items() if e > 0)
+    assert len(step_warnings) == int(heavy)  # TED and RS2 keep ~60 at weight ~10; InfoBatch's mean stays < 2
 
     assert dm.schedule.prune_ratio(1) == dm.schedule.prune_ratio(2) == 0.99  # the user's ratio really applied
     for epoch in (1, 2):
@@ -66,3 +73,26 @@ def test_user_sets_ratio_0_99_and_weights_stay_bounded(mnist_train, make_method)
     if method.exact_kept_count:
         assert recorder.predicted_steps == trainer.global_step
     assert torch.isfinite(trainer.callback_metrics["prune/saved_fraction"])
+
+
+@pytest.mark.parametrize(
+    ("method", "ratio", "warns"),
+    [
+        (lambda: TED(), 0.7, True),  # every kept sample weighs 1 / 0.3 = 3.3x: the step is 3.3x plain training's
+        (lambda: TED(), 0.3, False),
+        (lambda: TED(normalize=True), 0.7, False),  # weights averaging 1
+        (lambda: RandomSubset(), 0.7, False),  # RS2 keeps weight 1
+    ],
+    ids=["ted-0.7", "ted-0.3", "ted-normalized-0.7", "random-0.7"],
+)
+def test_user_prunes_hard_with_reweighting_and_is_told_the_step_grows(method, ratio, warns):
+    n = 1000
+    state = ScoreState(n)
+    state.apply(torch.arange(n), torch.randn(n, generator=torch.Generator().manual_seed(0)), 0.0, 0)
+    pruner = method()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for epoch in (1, 2):
+            pruner.check_step_scale(pruner.select(state, ratio, epoch_generator(0, epoch)))
+    steps = [w for w in caught if "each step is about" in str(w.message)]
+    assert len(steps) == (1 if warns else 0)  # once per method instance
