@@ -37,42 +37,12 @@ from lightning_ted import METHODS, ConstantSchedule, DynamicPruningDataModule, p
 from lightning_ted.zoo.data import normalize_images  # noqa: E402
 from lightning_ted.zoo.datasets import CIFAR10_MEAN, CIFAR10_STD, load_cifar10  # noqa: E402
 from lightning_ted.zoo.demo import timed_fit  # noqa: E402
+from lightning_ted.zoo.models import ResNet9  # noqa: E402
 
 GPU = frontier.TaskSpec("cifar10_gpu", "cifar10", 45000, 5000, 10, 0.2, 512, width=(64, 128, 256, 512))
 TINY = frontier.TaskSpec("cifar10_gpu", "cifar10", 300, 100, 8, 0.1, 64, width=(8, 16, 16, 16), n_test=200)
 METHODS_GPU = ["full", "infobatch", "seta", "ted"]
 TARGETS_GPU = (0.5, 0.7)
-
-
-def _conv_bn(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class _Residual(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(_conv_bn(c, c), _conv_bn(c, c))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-class ResNet9(nn.Module):
-    """ResNet-9 layout: prep, (conv, pool, residual), (conv, pool), (conv, pool, residual), max-pool, head."""
-
-    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512), num_classes: int = 10) -> None:
-        super().__init__()
-        w0, w1, w2, w3 = widths
-        self.features = nn.Sequential(
-            _conv_bn(3, w0),
-            _conv_bn(w0, w1), nn.MaxPool2d(2), _Residual(w1),
-            _conv_bn(w1, w2), nn.MaxPool2d(2),
-            _conv_bn(w2, w3), nn.MaxPool2d(2), _Residual(w3),
-        )  # fmt: skip
-        self.head = nn.Linear(w3, num_classes, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(F.adaptive_max_pool2d(self.features(x), 1).flatten(1)) * 0.125
 
 
 class GpuModule(L.LightningModule):

@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
 from lightning_ted import TED, ConstantSchedule, DynamicPruningDataModule, TEDPruningCallback, pruned_loss
+from lightning_ted.zoo.models import ResNet9, conv_bn
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "CIFAR-10"
@@ -47,10 +48,6 @@ def load_cifar(root: Path, limit: int | None) -> TensorDataset:
         keep = np.linspace(0, len(y) - 1, limit).astype(np.int64)
         x, y = x[keep], y[keep]
     return TensorDataset(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y).long())
-
-
-def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
 class Block(nn.Module):
@@ -78,25 +75,9 @@ def resnet18(width: int = 64, num_classes: int = 10) -> nn.Module:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
 
 
-class Residual(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(conv_bn(c, c), conv_bn(c, c))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
 def resnet9(width: int = 64, num_classes: int = 10) -> nn.Module:
-    """The fast ResNet-9 of the DAWNBench CIFAR-10 entries: prep, three pooled stages, two residual."""
-    w = width
-    return nn.Sequential(
-        conv_bn(3, w),
-        conv_bn(w, 2 * w), nn.MaxPool2d(2), Residual(2 * w),
-        conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
-        conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), Residual(8 * w),
-        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8 * w, num_classes),
-    )  # fmt: skip
+    """The fast ResNet-9 (``lightning_ted.zoo.models.ResNet9``) at widths ``width`` x (1, 2, 4, 8)."""
+    return ResNet9((width, 2 * width, 4 * width, 8 * width), num_classes)
 
 
 NETS = {"resnet18": resnet18, "resnet9": resnet9}
