@@ -243,13 +243,19 @@ def epoch_loader(
     batches = limited_batches(len(loader), limit)
     if batches >= len(loader):
         return loader, selection
-    count = min(len(selection), world * min(len(sampler), batches * (dm.batch_size or 1)))
+    count = trained_samples(len(selection), batches, world, dm.batch_size or 1)
     return loader, trained_part(selection, sampler, count)
 
 
 def limited_batches(batches: int, limit: int | float) -> int:
     """Batches Lightning runs of a loader of ``batches`` under ``limit_train_batches`` (its own rule)."""
     return min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+
+
+def trained_samples(kept: int, batches: int, world: int, batch_size: int) -> int:
+    """Distinct kept samples loaded when each of ``world`` ranks runs ``batches`` batches of its shard."""
+    per_rank = min(math.ceil(kept / world), batches * batch_size)
+    return min(kept, world * per_rank)
 
 
 def trained_part(selection: Selection, sampler: EpochShuffleSampler, count: int) -> Selection:

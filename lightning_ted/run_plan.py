@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from lightning_ted.loader import batches_per_rank, limited_batches
+from lightning_ted.loader import batches_per_rank, limited_batches, trained_samples
 
 
 @dataclass
@@ -19,12 +19,6 @@ class EpochPlan:
     kept: int  # samples the method keeps
     batches: int  # training batches each rank runs, after the Trainer's limits
     trained: int  # samples loaded, all ranks together (kept ones beyond the limit are never loaded)
-
-
-def trained_samples(kept: int, batches: int, world: int, batch_size: int) -> int:
-    """Distinct kept samples loaded when each of ``world`` ranks runs ``batches`` batches of its shard."""
-    per_rank = min(math.ceil(kept / world), batches * batch_size)
-    return min(kept, world * per_rank)
 
 
 def epoch_plans(dm: Any) -> list[EpochPlan]:

@@ -91,6 +91,16 @@ class Selection:
         return torch.where(positions < self.num_unit_weight, 1.0, self.weight).to(torch.float32)
 
     @property
+    def mean_weight(self) -> float:
+        """Mean weight of the kept samples (1 for an empty selection): ``N / kept`` for unbiased weights."""
+        n = len(self)
+        if n == 0:
+            return 1.0
+        if self.per_sample is not None:
+            return float(self.per_sample.mean())
+        return (self.num_unit_weight + (n - self.num_unit_weight) * self.weight) / n
+
+    @property
     def max_weight(self) -> float:
         """The largest weight of any kept sample (1 for an empty selection)."""
         if len(self) == 0:

@@ -143,13 +143,7 @@ class PruningMethod(ABC):
         ``N / kept``: every step is that many times plain training's, as if the learning rate were
         multiplied by it. On the Fashion-MNIST frontier a 7x mean made SGD diverge on every seed.
         """
-        if len(selection) == 0:
-            return
-        if selection.per_sample is not None:
-            mean = float(selection.per_sample.mean())
-        else:
-            n, unit = len(selection), selection.num_unit_weight
-            mean = (unit + (n - unit) * selection.weight) / n
+        mean = selection.mean_weight
         if mean > STEP_SCALE_WARNING:
             self.warn_once(
                 "step_scale",

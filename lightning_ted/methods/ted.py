@@ -204,8 +204,8 @@ class TED(PruningMethod):
         selection = self._select(state, prune_ratio, generator)
         if not self.normalize or len(selection) == 0:
             return selection
-        weights = selection.weights
-        return replace(selection, num_unit_weight=0, weight=math.nan, per_sample=weights / weights.mean())
+        weights = selection.weights / selection.mean_weight
+        return replace(selection, num_unit_weight=0, weight=math.nan, per_sample=weights)
 
     def _select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
         n_drop = self.drop_count(state.num_samples, prune_ratio)  # warns once when max_weight caps it
