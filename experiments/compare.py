@@ -135,13 +135,14 @@ class TaskModule(L.LightningModule):
         super().__init__()
         self.net, self.lr, self.epochs, self.adam = net, lr, epochs, adam
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.net(*inputs)
 
     def per_sample_loss(self, batch) -> torch.Tensor:
-        """Cross-entropy of every sample (``reduction="none"``); TED's forward-only pass calls it too."""
-        x, y = batch
-        return F.cross_entropy(self(x), y, reduction="none")
+        """Cross-entropy of every sample (``reduction="none"``); TED's forward-only pass calls it too.
+        The batch is ``(*inputs, labels)``: one input for images, ``(tokens or states, mask)`` for text."""
+        *inputs, y = batch
+        return F.cross_entropy(self(*inputs), y, reduction="none")
 
     def training_step(self, batch, batch_idx):
         return pruned_loss(self, self.per_sample_loss(batch))

@@ -1,0 +1,41 @@
+"""``experiments/ted_default.py``: the ranking of TED variants by mean paired validation gain."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
+import frontier  # noqa: E402
+import ted_default  # noqa: E402
+
+
+def _write(out: Path, task: str, rows: list[tuple]) -> None:
+    spec = frontier.TASKS[task]
+    with frontier.cache_path(out, task).open("w") as f:
+        for method, level, seed, saved, acc in rows:
+            r = frontier.Result(task, method, level, seed, 4, 0.0, saved, acc, acc, 1.0, spec.fingerprint())
+            f.write(json.dumps(asdict(r)) + "\n")
+
+
+def test_variants_rank_by_mean_validation_gain_and_incomplete_ones_go_last(tmp_path):
+    budgets = [("budget", 1.0, s, 0.0, 90.0) for s in (0, 1)] + [("budget", 0.3, s, 0.7, 80.0) for s in (0, 1)]
+    # frontier: 90 at 0% saved, 80 at 70%: 50% saved -> 82.857, 70% -> 80
+    _write(tmp_path, "fashion", budgets + [
+        ("ted", 0.5, 0, 0.5, 83.857), ("ted", 0.5, 1, 0.5, 83.857), ("ted", 0.7, 0, 0.7, 10.0),
+        ("ted_norm", 0.5, 0, 0.5, 82.857), ("ted_norm", 0.7, 0, 0.7, 80.5),
+        ("ted_gate", 0.5, 0, 0.5, 99.0),  # best cell, but never measured at 70%
+        ("infobatch", 0.5, 0, 0.5, 84.857), ("infobatch", 0.7, 0, 0.7, 81.0),
+    ])  # fmt: skip
+    text = ted_default.main(["--tasks", "fashion", "--out", str(tmp_path)])
+    ranked = ted_default.ranking(ted_default.gains(["fashion"], tmp_path), ["fashion"])
+    names = [m for m, *_ in ranked]
+    assert names[-1] == "ted_gate"  # incomplete: listed, not ranked
+    assert names.index("infobatch") < names.index("ted_norm") < names.index("ted")  # +1.5, +0.25, -34.5
+    assert {m: v for m, v, _, _ in ranked}["ted_norm"] == pytest.approx(0.25, abs=1e-3)
+    assert "| 1 | ted_norm |" in text and "| 2 | ted |" in text and "| incomplete | ted_gate |" in text
+    assert (tmp_path / "ted_default.md").read_text() == text
