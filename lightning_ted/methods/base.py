@@ -150,7 +150,7 @@ class PruningMethod(ABC):
                 f"pruning method {self.name!r} keeps {len(selection)} of {selection.num_samples} samples weighing "
                 f"{mean:.2g} on average: each step is about {mean:.2g}x plain training's, as if the learning rate "
                 "were multiplied by it (SGD diverged at 7x on Fashion-MNIST). Lower the learning rate or the "
-                "ratio, or for TED pass normalize=True (weights averaging 1).",
+                "ratio, or for TED keep normalize=True (its default: weights averaging 1).",
                 StepScaleWarning,
             )
 

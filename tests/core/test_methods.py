@@ -530,7 +530,7 @@ def test_ted_soft_drops_among_lowest_candidates_with_unbiased_weights():
     """TED with q = 0.5 drops round(pN) of the ceil(round(pN)/q) lowest, each with frequency q', weighting 1/(1-q')."""
     n, p, q, trials = 20, 0.3, 0.5, 1500
     scores = torch.randperm(n, generator=_gen(10_003)).float()
-    method = TED(q=q)
+    method = TED(q=q, normalize=False)
     state = _state(method, n)
     method.update(state, _obs(range(n), term=scores), 0)
     n_drop = int(round(p * n))

@@ -27,7 +27,7 @@ def test_variants_rank_by_mean_validation_gain_and_incomplete_ones_go_last(tmp_p
     # frontier: 90 at 0% saved, 80 at 70%: 50% saved -> 82.857, 70% -> 80
     _write(tmp_path, "fashion", budgets + [
         ("ted", 0.5, 0, 0.5, 83.857), ("ted", 0.5, 1, 0.5, 83.857), ("ted", 0.7, 0, 0.7, 10.0),
-        ("ted_norm", 0.5, 0, 0.5, 82.857), ("ted_norm", 0.7, 0, 0.7, 80.5),
+        ("ted_q8_norm", 0.5, 0, 0.5, 82.857), ("ted_q8_norm", 0.7, 0, 0.7, 80.5),
         ("ted_gate", 0.5, 0, 0.5, 99.0),  # best cell, but never measured at 70%
         ("infobatch", 0.5, 0, 0.5, 84.857), ("infobatch", 0.7, 0, 0.7, 81.0),
     ])  # fmt: skip
@@ -35,7 +35,7 @@ def test_variants_rank_by_mean_validation_gain_and_incomplete_ones_go_last(tmp_p
     ranked = ted_default.ranking(ted_default.gains(["fashion"], tmp_path), ["fashion"])
     names = [m for m, *_ in ranked]
     assert names[-1] == "ted_gate"  # incomplete: listed, not ranked
-    assert names.index("infobatch") < names.index("ted_norm") < names.index("ted")  # +1.5, +0.25, -34.5
-    assert {m: v for m, v, _, _ in ranked}["ted_norm"] == pytest.approx(0.25, abs=1e-3)
-    assert "| 1 | ted_norm |" in text and "| 2 | ted |" in text and "| incomplete | ted_gate |" in text
+    assert names.index("infobatch") < names.index("ted_q8_norm") < names.index("ted")  # +1.5, +0.25, -34.5
+    assert {m: v for m, v, _, _ in ranked}["ted_q8_norm"] == pytest.approx(0.25, abs=1e-3)
+    assert "| 1 | ted_q8_norm |" in text and "| 2 | ted |" in text and "| incomplete | ted_gate |" in text
     assert (tmp_path / "ted_default.md").read_text() == text
