@@ -212,7 +212,7 @@ def task_data(spec: TaskSpec):
         if spec.noise:
             x, y = train.tensors
             y = y.clone()
-            flip_labels(y, spec.noise, 10, 1234)
+            _DATA[spec.name + "/flipped"] = flip_labels(y, spec.noise, 10, 1234)
             train = TensorDataset(x, y)
         out = (train, task.val, task.test)
     else:
@@ -285,10 +285,20 @@ def run_job(job: Job, spec: TaskSpec, accelerator: str = "cpu") -> Result:
         dm = DynamicPruningDataModule(train, batch_size=spec.batch_size, **kwargs)
     _, seconds = timed_fit(model, dm, epochs, accelerator=accelerator, limit_val_batches=0)
     saved = 1.0 - epochs / spec.epochs if job.method == "budget" else dm.saved_fraction(epochs - 1)
+    extra = {}
+    flipped = _DATA.get(spec.name + "/flipped")
+    if flipped is not None and job.method != "budget":
+        extra["flipped_share"] = flipped_share(flipped, epochs - dm.state.seen)
     return Result(
         spec.name, job.method, job.level, job.seed, epochs, ratio, saved,
-        accuracy(net, test), accuracy(net, val), seconds, spec.fingerprint(),
+        accuracy(net, test), accuracy(net, val), seconds, spec.fingerprint(), extra,
     )  # fmt: skip
+
+
+def flipped_share(flipped: torch.Tensor, pruned_passes: torch.Tensor) -> float:
+    """Share of the pruned sample-passes that fell on flipped labels (the flipped share of the data if uniform)."""
+    total = int(pruned_passes.sum())
+    return float(pruned_passes[flipped].sum()) / total if total else float("nan")
 
 
 # ------------------------------------------------------------------------------------------ the grid
@@ -393,6 +403,7 @@ def summarise(results: list[Result]) -> tuple[list[dict], dict]:
         gv, gv_se = _mean_se(gain_v)
         max_budget_saved = max((x for pts in per_seed.values() for x, _ in pts["test"]), default=0.0)
         saved = statistics.fmean(r.saved for r in runs)
+        flips = [r.extra["flipped_share"] for r in runs if "flipped_share" in r.extra]
         rows.append(
             dict(
                 method="full" if method == "budget" else method,
@@ -412,6 +423,8 @@ def summarise(results: list[Result]) -> tuple[list[dict], dict]:
                 seconds=statistics.fmean(r.seconds for r in runs),
                 speedup=statistics.fmean(speed) if speed else float("nan"),
                 extrapolated=method != "budget" and saved > max_budget_saved + 1e-9,
+                flipped_share=_mean_se(flips)[0],
+                flipped_runs=len(flips),
             )
         )
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
@@ -494,6 +507,17 @@ def markdown(spec: TaskSpec, rows: list[dict], conv: dict, wall: float | None) -
             f"| {r['method']} | {level} | {r['seeds']} | {100 * r['saved']:.1f}% | {r['test_acc']:.2f} ± "
             f"{r['test_se']:.2f} | {gain} | {r['val_acc']:.2f} | {vgain} | {r['seconds']:.1f} | {r['speedup']:.2f}x |"
         )
+    flips = [r for r in rows if r.get("flipped_runs")]
+    if flips:
+        lines += ["", f"Flipped labels among the pruned sample-passes ({int(100 * spec.noise)}% of the training labels "
+                  "are flipped: a larger share means the method prunes mislabelled samples more than their share):",
+                  "", "| method | target | saved | runs measured | flipped share of pruned passes | test acc (%) |",
+                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [
+            f"| {r['method']} | {r['target']:.1f} | {100 * r['saved']:.1f}% | {r['flipped_runs']} | "
+            f"{100 * r['flipped_share']:.1f}% | {r['test_acc']:.2f} |"
+            for r in flips
+        ]
     if full_row is not None:
         lines += ["", "Saved fraction at full accuracy minus 0.2 points (val decides; test shown):", ""]
         lines += ["| method | saved at full − 0.2 (val) | saved at full − 0.2 (test) | beats frontier by > 2 SE (val) "

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import math
 import json
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import requires_mnist
 
 from lightning_ted.zoo.datasets import default_data_root
@@ -110,3 +112,19 @@ def test_gpu_script_runs_its_whole_grid_at_tiny_size_on_cpu(tmp_path):
     assert all(0.0 <= r["test_acc"] <= 100.0 for r in runs)
     text = (tmp_path / "frontier_cifar10_gpu.md").read_text()
     assert "ResNet-9" in text and "frontier_gpu.py --tiny" in text
+
+
+def test_flipped_share_counts_pruned_passes_on_flipped_labels_and_is_reported_for_noisy_tasks():
+    flipped = torch.tensor([True, False, False, False])
+    assert frontier.flipped_share(flipped, torch.tensor([3, 1, 0, 0])) == pytest.approx(0.75)
+    assert math.isnan(frontier.flipped_share(flipped, torch.zeros(4, dtype=torch.int64)))  # nothing pruned
+
+    def res(method, level, seed, saved, acc, extra=None):
+        return frontier.Result("noisy_fashion", method, level, seed, 4, 0.0, saved, acc, acc, 1.0, "", extra or {})
+
+    results = [res("budget", 1.0, 0, 0.0, 80.0), res("budget", 0.5, 0, 0.5, 78.0),
+               res("ted", 0.5, 0, 0.5, 79.0, {"flipped_share": 0.3}), res("random", 0.5, 0, 0.5, 78.0)]  # fmt: skip
+    rows, conv = frontier.summarise(results)
+    text = frontier.markdown(frontier.TASKS["noisy_fashion"], rows, conv, None)
+    assert "| ted | 0.5 | 50.0% | 1 | 30.0% | 79.00 |" in text  # runs without the measure get no row
+    assert "| random | 0.5 | 50.0% | 0 |" not in text
