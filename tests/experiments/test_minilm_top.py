@@ -36,5 +36,5 @@ def test_top_layers_on_cached_states_match_the_whole_encoder_and_train_only_the_
     loss = torch.nn.functional.cross_entropy(top.train()(*cached.tensors[:2]), cached.tensors[2])
     loss.backward()
     torch.optim.SGD(top.parameters(), lr=1.0).step()
-    assert all(torch.equal(a, b) for a, b in zip(before, encoder.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, encoder.parameters(), strict=True))
     assert len(list(top.parameters())) == 2 * 16 + 2  # two BERT layers (16 tensors each) and the head
