@@ -602,6 +602,46 @@ def write_report(spec: TaskSpec, results: list[Result], out: Path, wall: float |
     return text
 
 
+SUMMARY_METHODS = ("random", "infobatch", "seta", "ted", "ted_unnorm")
+SUMMARY_TASKS = ("fashion", "noisy_fashion", "cifar10_noaug", "sst2", "cifar10")
+
+
+def summary(out: Path, tasks=SUMMARY_TASKS, methods=SUMMARY_METHODS) -> str:
+    """One table per target across tasks: each method's test gain over the frontier ± SE (saved, seeds);
+    bold where it beats the frontier by more than 2 SE on test and on validation. From the caches."""
+    per_task = {}
+    for task in tasks:
+        results = list(read_cache(out, task, TASKS[task]).values())
+        if results:
+            per_task[task] = summarise(results)
+    lines = [
+        "# Frontier summary: gain over training for fewer epochs, per task",
+        "",
+        "Each cell: test accuracy minus the frontier at the saving reached, mean ± SE of the paired difference "
+        "(saving reached, seeds); **bold**: above the frontier by more than 2 SE on both test and validation. "
+        "Full data at E vs 1.5 E is the convergence check (test). Regenerate: "
+        "`python experiments/frontier.py --report-only --tasks " + " ".join(per_task) + "`.",
+    ]
+    for target in (0.3, 0.5, 0.7):
+        lines += ["", f"**Target {int(100 * target)}% saved**", ""]
+        lines += ["| task | full at E / 1.5 E | " + " | ".join(methods) + " |", "|---|---|" + "---:|" * len(methods)]
+        for task, (rows, conv) in per_task.items():
+            cells = []
+            for m in methods:
+                r = next((r for r in rows if r["method"] == m and r["target"] == target), None)
+                if r is None:
+                    cells.append("—")
+                    continue
+                text = f"{r['gain']:+.2f} ± {r['gain_se']:.2f} ({100 * r['saved']:.0f}%, {r['seeds']})"
+                wins = r["gain"] > 2 * r["gain_se"] and r["val_gain"] > 2 * r["val_gain_se"]
+                cells.append(f"**{text}**" if wins else text)
+            check = f"{conv['full_E']:.2f} / {conv['full_15E']:.2f}" if conv else "—"
+            lines.append(f"| {task} | {check} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    (out / "frontier_summary.md").write_text(text)
+    return text
+
+
 # ------------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -651,6 +691,8 @@ def main(argv: list[str] | None = None) -> None:
         results = list(read_cache(args.out, name, specs[name]).values())
         if results:
             print(write_report(specs[name], results, args.out, wall), flush=True)
+    if not args.quick:
+        print(summary(args.out), flush=True)
 
 
 if __name__ == "__main__":
