@@ -637,6 +637,19 @@ def summary(out: Path, tasks=SUMMARY_TASKS, methods=SUMMARY_METHODS) -> str:
                 cells.append(f"**{text}**" if wins else text)
             check = f"{conv['full_E']:.2f} / {conv['full_15E']:.2f}" if conv else "—"
             lines.append(f"| {task} | {check} | " + " | ".join(cells) + " |")
+    lines += ["", "**Saved fraction at full accuracy minus 0.2 points**, validation (test), each method's curve "
+              "joined to full data at 0 saved; `full` is training for fewer epochs:", ""]  # fmt: skip
+    lines += ["| task | full | " + " | ".join(methods) + " |", "|---|---:|" + "---:|" * len(methods)]
+    for task, (rows, _) in per_task.items():
+        full = next((r for r in rows if r["method"] == "full" and r["budget"] == 1.0), None)
+        if full is None:
+            continue
+        cells = [
+            f"{100 * saved_at_tolerance(rows, m, full['val_acc'], 'val_acc'):.0f}% "
+            f"({100 * saved_at_tolerance(rows, m, full['test_acc'], 'test_acc'):.0f}%)"
+            for m in ("full", *methods)
+        ]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     (out / "frontier_summary.md").write_text(text)
     return text

@@ -128,3 +128,20 @@ def test_flipped_share_counts_pruned_passes_on_flipped_labels_and_is_reported_fo
     text = frontier.markdown(frontier.TASKS["noisy_fashion"], rows, conv, None)
     assert "| ted | 0.5 | 50.0% | 1 | 30.0% | 79.00 |" in text  # runs without the measure get no row
     assert "| random | 0.5 | 50.0% | 0 |" not in text
+
+
+def test_summary_bolds_only_gains_clearing_two_standard_errors_on_test_and_validation(tmp_path):
+    spec = frontier.TASKS["fashion"]
+
+    def run(method, level, seed, saved, test, val):
+        return frontier.Result("fashion", method, level, seed, 4, 0.0, saved, test, val, 1.0, spec.fingerprint())
+
+    runs = [run("budget", b, s, 1 - b, acc + s, acc + s) for s in (0, 1, 2) for b, acc in ((1.0, 90.0), (0.5, 86.0))]
+    runs += [run("infobatch", 0.5, s, 0.5, 87.0 + s + 0.1 * s, 87.0 + s) for s in (0, 1, 2)]  # +1.0..+1.2: bold
+    runs += [run("random", 0.5, s, 0.5, 87.0 + s, 85.0 + s) for s in (0, 1, 2)]  # test +1, validation -1: not
+    with frontier.cache_path(tmp_path, "fashion").open("w") as f:
+        f.writelines(json.dumps(frontier.asdict(r)) + "\n" for r in runs)
+    text = frontier.summary(tmp_path, tasks=("fashion",), methods=("random", "infobatch"))
+    row = next(line for line in text.splitlines() if line.startswith("| fashion |") and "(50%, 3)" in line)
+    assert "| +1.00 ± 0.00 (50%, 3) |" in row and "**+1.10 ± 0.06 (50%, 3)**" in row
+    assert (tmp_path / "frontier_summary.md").read_text() == text
