@@ -1,6 +1,6 @@
 """The benchmark that decides: each pruning method against the frontier of plain training for fewer epochs.
 
-    python experiments/frontier.py                         # the CPU grid (fashion, noisy_fashion, cifar10)
+    python experiments/frontier.py                         # the CPU grid (SUMMARY_TASKS) and its summary
     python experiments/frontier.py --tasks cifar10         # one task; finished runs come from the cache
     python experiments/frontier.py --redo ted seta         # rerun only these methods' rows (code changed)
     python experiments/frontier.py --report-only           # rewrite the tables from the cache, train nothing
@@ -658,7 +658,7 @@ def summary(out: Path, tasks=SUMMARY_TASKS, methods=SUMMARY_METHODS) -> str:
 # ------------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["fashion", "cifar10", "noisy_fashion", "cifar10_long"])
+    parser.add_argument("--tasks", nargs="+", default=list(SUMMARY_TASKS), help="also: cifar10_long")
     parser.add_argument("--methods", nargs="+", default=list(BASE_METHODS), choices=METHOD_ORDER)
     parser.add_argument("--seeds", type=int, default=5, help="seeds for the budget points and the 50%% target")
     parser.add_argument("--main-seeds", type=int, default=3, help="seeds for the 30%% and 70%% targets")

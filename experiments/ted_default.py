@@ -14,6 +14,7 @@ Test gains are shown beside it, not used. Writes ``experiments/results/ted_defau
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -36,8 +37,9 @@ def gains(tasks: list[str], out: Path) -> dict[str, dict[tuple[str, float], dict
     return table
 
 
-def ranking(table: dict[str, dict], tasks: list[str]) -> list[tuple[str, float, float, bool]]:
-    """(method, mean val gain, mean test gain, measured in every cell), complete ones first, best first."""
+def ranking(table: dict[str, dict], tasks: list[str]) -> list[tuple[str, float, float, bool, float]]:
+    """(method, mean val gain, mean test gain, measured in every cell, SE of the mean val gain), complete
+    ones first, best first. The SE combines the cells' paired standard errors (cells are independent runs)."""
     cells = [(t, c) for t in tasks for c in CELLS]
     out = []
     for method, by_cell in table.items():
@@ -45,7 +47,8 @@ def ranking(table: dict[str, dict], tasks: list[str]) -> list[tuple[str, float, 
         complete = len(present) == len(cells)
         val = statistics.fmean(r["val_gain"] for r in present) if present else float("nan")
         test = statistics.fmean(r["gain"] for r in present) if present else float("nan")
-        out.append((method, val, test, complete))
+        se = math.sqrt(sum(r["val_gain_se"] ** 2 for r in present)) / len(present) if present else float("nan")
+        out.append((method, val, test, complete, se))
     return sorted(out, key=lambda m: (not m[3], -m[1]))
 
 
@@ -57,14 +60,15 @@ def markdown(table: dict[str, dict], tasks: list[str]) -> str:
         "",
         f"Tasks {', '.join(tasks)}; targets 50% and 70% of sample-passes saved. Each cell: validation gain over the"
         " frontier (points, mean over paired seeds) at the saving the method reached (in brackets). Ranked by"
-        " the mean over cells; only variants measured in every cell are ranked (the rest are listed after)."
+        " the mean over cells (± its standard error from the cells' paired SEs); only variants measured in every"
+        " cell are ranked (the rest are listed after)."
         f" Regenerate: `python experiments/ted_default.py --tasks {' '.join(tasks)}`.",
         "",
-        f"| rank | method | options | {head} | mean val gain | mean test gain |",
+        f"| rank | method | options | {head} | mean val gain ± SE | mean test gain |",
         "|---:|---|---|" + "---:|" * len(cells) + "---:|---:|",
     ]
     rank = 0
-    for method, val, test, complete in ranking(table, tasks):
+    for method, val, test, complete, se in ranking(table, tasks):
         if method in PEERS:
             label = "(peer)"
         else:
@@ -77,7 +81,7 @@ def markdown(table: dict[str, dict], tasks: list[str]) -> str:
         vals = " | ".join(
             f"{by_cell[c]['val_gain']:+.2f} ({100 * by_cell[c]['saved']:.0f}%)" if c in by_cell else "—" for c in cells
         )
-        lines.append(f"| {label} | {method} | {options} | {vals} | {val:+.2f} | {test:+.2f} |")
+        lines.append(f"| {label} | {method} | {options} | {vals} | {val:+.2f} ± {se:.2f} | {test:+.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -36,6 +36,6 @@ def test_variants_rank_by_mean_validation_gain_and_incomplete_ones_go_last(tmp_p
     names = [m for m, *_ in ranked]
     assert names[-1] == "ted_gate"  # incomplete: listed, not ranked
     assert names.index("infobatch") < names.index("ted_q8_norm") < names.index("ted")  # +1.5, +0.25, -34.5
-    assert {m: v for m, v, _, _ in ranked}["ted_q8_norm"] == pytest.approx(0.25, abs=1e-3)
+    assert {m: v for m, v, *_ in ranked}["ted_q8_norm"] == pytest.approx(0.25, abs=1e-3)
     assert "| 1 | ted_q8_norm |" in text and "| 2 | ted |" in text and "| incomplete | ted_gate |" in text
     assert (tmp_path / "ted_default.md").read_text() == text
