@@ -52,8 +52,9 @@ def ranking(table: dict[str, dict], tasks: list[str]) -> list[tuple[str, float, 
     return sorted(out, key=lambda m: (not m[3], -m[1]))
 
 
-def markdown(table: dict[str, dict], tasks: list[str]) -> str:
+def markdown(table: dict[str, dict], tasks: list[str], output: str = "ted_default.md") -> str:
     cells = [(t, c) for t in tasks for c in CELLS]
+    output = "" if output == "ted_default.md" else f" --output {output}"
     head = " | ".join(f"{t} {int(100 * c)}%" for t, c in cells)
     lines = [
         "# Choosing TED's default: mean paired validation gain over the frontier",
@@ -62,7 +63,7 @@ def markdown(table: dict[str, dict], tasks: list[str]) -> str:
         " frontier (points, mean over paired seeds) at the saving the method reached (in brackets). Ranked by"
         " the mean over cells (± its standard error from the cells' paired SEs); only variants measured in every"
         " cell are ranked (the rest are listed after)."
-        f" Regenerate: `python experiments/ted_default.py --tasks {' '.join(tasks)}`.",
+        f" Regenerate: `python experiments/ted_default.py --tasks {' '.join(tasks)}{output}`.",
         "",
         f"| rank | method | options | {head} | mean val gain ± SE | mean test gain |",
         "|---:|---|---|" + "---:|" * len(cells) + "---:|---:|",
@@ -89,9 +90,10 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["fashion", "noisy_fashion", "cifar10"])
     parser.add_argument("--out", type=Path, default=frontier.RESULTS)
+    parser.add_argument("--output", default="ted_default.md", help="file name under --out")
     args = parser.parse_args(argv)
-    text = markdown(gains(args.tasks, args.out), args.tasks)
-    (args.out / "ted_default.md").write_text(text)
+    text = markdown(gains(args.tasks, args.out), args.tasks, args.output)
+    (args.out / args.output).write_text(text)
     print(text)
     return text
 

@@ -39,3 +39,10 @@ def test_variants_rank_by_mean_validation_gain_and_incomplete_ones_go_last(tmp_p
     assert {m: v for m, v, *_ in ranked}["ted_q8_norm"] == pytest.approx(0.25, abs=1e-3)
     assert "| 1 | ted_q8_norm |" in text and "| 2 | ted |" in text and "| incomplete | ted_gate |" in text
     assert (tmp_path / "ted_default.md").read_text() == text
+
+
+def test_a_second_task_set_writes_its_own_file_and_names_it_in_the_command(tmp_path):
+    _write(tmp_path, "fashion", [("budget", 1.0, 0, 0.0, 90.0), ("budget", 0.3, 0, 0.7, 80.0)])
+    text = ted_default.main(["--tasks", "fashion", "--out", str(tmp_path), "--output", "ted_default_all.md"])
+    assert (tmp_path / "ted_default_all.md").read_text() == text and not (tmp_path / "ted_default.md").exists()
+    assert "--tasks fashion --output ted_default_all.md`" in text
