@@ -66,6 +66,7 @@ TED_VARIANTS: dict[str, dict] = {
     "ted_pps_gradnorm": {"selection": "pps", "score": "grad_norm", "normalize": False},
     "ted_pps_rank_norm": {"selection": "pps", "pps_transform": "rank", "normalize": True},
     "ted_q8_norm": {"q": 0.8, "normalize": True},
+    "ted_norm": {"normalize": True},  # the default between the two rankings in ted_default.md
 }
 METHOD_ORDER = BASE_METHODS + tuple(TED_VARIANTS)
 

@@ -144,13 +144,13 @@ class PruningMethod(ABC):
         multiplied by it. On the Fashion-MNIST frontier a 7x mean made SGD diverge on every seed.
         """
         mean = selection.mean_weight
-        if mean > STEP_SCALE_WARNING:
+        if mean > STEP_SCALE_WARNING * (1.0 + 1e-6):  # a bound of exactly 2 (TED's default) is not above it
             self.warn_once(
                 "step_scale",
                 f"pruning method {self.name!r} keeps {len(selection)} of {selection.num_samples} samples weighing "
                 f"{mean:.2g} on average: each step is about {mean:.2g}x plain training's, as if the learning rate "
                 "were multiplied by it (SGD diverged at 7x on Fashion-MNIST). Lower the learning rate or the "
-                "ratio, or for TED keep normalize=True (its default: weights averaging 1).",
+                "ratio, or for TED keep its default step-scale bound (normalize=2.0) or pass normalize=True.",
                 StepScaleWarning,
             )
 

@@ -388,3 +388,26 @@ def test_normalized_weights_average_one_and_keep_their_ratios(kwargs, ratio):
     assert float(v.max()) <= float(w.max()) + 1e-6  # never heavier than the bounded weights
     positions = torch.arange(len(normal))
     assert torch.equal(normal.weight_at(positions), v)
+
+
+@pytest.mark.parametrize(("ratio", "scaled"), [(0.3, False), (0.7, True)])
+def test_a_step_scale_bound_keeps_raw_weights_below_it_and_caps_the_mean_above(ratio, scaled):
+    """``normalize=2.0`` (= 1 / (1 - q)): the ranked drop at p = 0.3 < q (mean weight 1 / 0.7) keeps its raw,
+    unbiased weights; the uniform drop at p = 0.7 (mean 1 / 0.3) is scaled down to mean 2, ratios kept."""
+    n = 4000
+    state = _scored_state(torch.randn(n, generator=torch.Generator().manual_seed(1)))
+    plain = TED(normalize=False).select(state, ratio, epoch_generator(0, 3))
+    bounded = TED(normalize=2.0).select(state, ratio, epoch_generator(0, 3))
+    assert torch.equal(plain.indices, bounded.indices)
+    w, v = plain.weights, bounded.weights
+    if scaled:
+        assert float(w.mean()) > 2.0 and float(v.mean()) == pytest.approx(2.0, abs=1e-5)
+        assert torch.allclose(v * (w.mean() / 2.0), w, rtol=1e-5)
+    else:
+        assert float(w.mean()) <= 2.0 and torch.equal(v, w)
+
+
+@pytest.mark.parametrize("bad", [0.5, -1.0, "yes"])
+def test_user_sets_a_step_scale_bound_below_one_and_is_told_what_normalize_takes(bad):
+    with pytest.raises(ValueError, match="normalize must be True, False or a step-scale bound >= 1"):
+        TED(normalize=bad)

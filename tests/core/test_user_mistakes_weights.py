@@ -80,10 +80,11 @@ def test_user_sets_ratio_0_99_and_weights_stay_bounded(mnist_train, make_method)
     [
         (lambda: TED(normalize=False), 0.7, True),  # each kept sample weighs 1 / 0.3 = 3.3x: 3.3x plain's step
         (lambda: TED(normalize=False), 0.3, False),
-        (lambda: TED(), 0.7, False),  # the default: weights averaging 1
+        (lambda: TED(), 0.7, False),  # the default: the mean weight bounded at 2, not above it
+        (lambda: TED(normalize=True), 0.7, False),  # weights averaging 1
         (lambda: RandomSubset(), 0.7, False),  # RS2 keeps weight 1
     ],
-    ids=["ted-unnormalized-0.7", "ted-unnormalized-0.3", "ted-default-0.7", "random-0.7"],
+    ids=["ted-unnormalized-0.7", "ted-unnormalized-0.3", "ted-default-0.7", "ted-normalized-0.7", "random-0.7"],
 )
 def test_user_prunes_hard_with_reweighting_and_is_told_the_step_grows(method, ratio, warns):
     n = 1000
