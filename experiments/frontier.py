@@ -472,8 +472,13 @@ def _beats(rows: list[dict], key: str, se: str) -> str:
     return "at " + ", ".join(hits) if hits else "no"
 
 
+def full_at_e(rows: list[dict]) -> dict | None:
+    """The row of plain training for the whole budget E (b = 1), the accuracy every tolerance is read from."""
+    return next((r for r in rows if r["method"] == "full" and r["budget"] == 1.0), None)
+
+
 def markdown(spec: TaskSpec, rows: list[dict], conv: dict, wall: float | None) -> str:
-    full_row = next((r for r in rows if r["method"] == "full" and r["budget"] == 1.0), None)
+    full_row = full_at_e(rows)
     lines = [
         f"# Frontier: {spec.name}",
         "",
@@ -642,7 +647,7 @@ def summary(out: Path, tasks=SUMMARY_TASKS, methods=SUMMARY_METHODS) -> str:
               "joined to full data at 0 saved; `full` is training for fewer epochs:", ""]  # fmt: skip
     lines += ["| task | full | " + " | ".join(methods) + " |", "|---|---:|" + "---:|" * len(methods)]
     for task, (rows, _) in per_task.items():
-        full = next((r for r in rows if r["method"] == "full" and r["budget"] == 1.0), None)
+        full = full_at_e(rows)
         if full is None:
             continue
         cells = [

@@ -214,10 +214,10 @@ class TED(PruningMethod):
         selection = self._select(state, prune_ratio, generator)
         if self.normalize is False or len(selection) == 0:
             return selection
+        bound = 1.0 if self.normalize is True else float(self.normalize)  # True: mean 1
         mean = selection.mean_weight
-        bound = 1.0 if self.normalize is True else float(self.normalize)
-        if self.normalize is not True and mean <= bound:
-            return selection  # within the bound: the raw (unbiased) weights
+        if mean <= bound:
+            return selection  # within the bound: the raw (unbiased) weights (all 1 when the bound is 1)
         weights = selection.weights * (bound / mean)
         return replace(selection, num_unit_weight=0, weight=math.nan, per_sample=weights)
 
