@@ -99,6 +99,10 @@ class TEDPruningCallback(*CALLBACK_BASES):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
+        if self.datamodule.begun_epoch != trainer.current_epoch:
+            # Lightning skips on_train_epoch_start of the epoch after a checkpoint written at an epoch's last
+            # batch; an epoch resumed in its middle was begun before the checkpoint and is not begun again
+            self._begin_epoch(trainer, pl_module)
         if self.capture is not None:
             self.capture.reset()
             self.capture.enabled = True  # capture head calls of training steps only
@@ -164,9 +168,11 @@ class TEDPruningCallback(*CALLBACK_BASES):
 
     # ------------------------------------------------------------------ per epoch
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._begin_epoch(trainer, pl_module)
+
+    def _begin_epoch(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm = self.datamodule
-        epoch = trainer.current_epoch
-        dm.record_epoch(epoch)
+        dm.record_epoch(trainer.current_epoch)
         dm.method.start_epoch(trainer, pl_module, dm, self.capture.head if self.capture is not None else None)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -115,6 +115,8 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         self._cache: tuple[int, int, Selection] | None = None  # (epoch, state version, selection)
         self._version = 0
         self._interrupted: tuple[EpochCursor, Selection] | None = None  # a checkpoint's unfinished epoch
+        self._unfolded_epoch: int | None = None  # a checkpoint's finished epoch whose observations await folding
+        self.begun_epoch = -1  # last epoch whose start was recorded (see begin_epoch)
         self.cursor: EpochCursor | None = None  # progress through the current epoch's train loader
         self._context: tuple[Tensor, Tensor] | None = None  # (index, weight) of the batch in transfer
 
@@ -168,6 +170,8 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         if self.state is None:
             raise RuntimeError("DynamicPruningDataModule.setup('fit') must run before train_dataloader()")
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        if self._unfolded_epoch is not None and epoch > self._unfolded_epoch:
+            self.fold_finished_epoch()
         n = self.state.num_samples
         selection = Selection(torch.arange(n), n, 1.0, n) if self.overfitting else self.selection_for(epoch)
         self.current_selection = selection
@@ -221,9 +225,18 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         return selection
 
     def record_epoch(self, epoch: int) -> None:
-        """Note the number of samples the epoch that starts trains (called by the callback)."""
+        """Note the number of samples the epoch that starts trains (called by the callback once per epoch)."""
+        self.begun_epoch = epoch
         if self.trained_selection is not None and epoch < self.kept_history.numel():
             self.kept_history[epoch] = len(self.trained_selection)
+
+    def fold_finished_epoch(self) -> None:
+        """Fold in the observations of an epoch a checkpoint caught after its last batch but before its end
+        hooks (Lightning does not rerun them on resume): they were gathered from every rank when saved."""
+        epoch, self._unfolded_epoch = self._unfolded_epoch, None
+        restored, local = self.state.take_split()
+        self.method.update(self.state, restored.join(local), epoch)
+        self._version += 1
 
     def saved_fraction(self, through_epoch: int) -> float:
         """Fraction of sample-passes saved in epochs ``0..through_epoch`` compared with full data."""
@@ -278,10 +291,13 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
             "state": self.state.state_dict(all_ranks_pending=self._gather(self.state.local_pending())),
             "seed": self.seed,
             "kept_history": self.kept_history.clone(),
+            "begun_epoch": self.begun_epoch,
         }
         sel, cursor = self.current_selection, self.cursor
         if sel is not None and cursor is not None and cursor.position < len(self.trained_selection or sel):
             out["epoch_in_progress"] = interrupted_epoch(sel, cursor)
+        elif self.state.num_pending and cursor is not None:
+            out["finished_epoch"] = cursor.epoch  # its observations are pending: its end hooks have not run
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -296,8 +312,10 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         history = state_dict["kept_history"]
         self.kept_history[: history.numel()] = history[: self.kept_history.numel()]
         self._version += 1
+        self.begun_epoch = int(state_dict.get("begun_epoch", -1))
         run = state_dict.get("epoch_in_progress")
         self._interrupted = None if run is None else restore_interrupted(run, self.state.num_samples)
+        self._unfolded_epoch = state_dict.get("finished_epoch")
 
     # ------------------------------------------------------------------ helpers
     def _eval_loader(self, dataset: Dataset | None) -> DataLoader | list:
