@@ -92,8 +92,9 @@ class TEDPruningCallback(*CALLBACK_BASES):
             self._checks.close()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.datamodule.method.exact_kept_count:
-            check_step_schedules(trainer, self.datamodule.total_optimizer_steps())
+        dm = self.datamodule
+        exact = dm.method.exact_kept_count or dm.overfitting
+        check_step_schedules(trainer, dm.total_optimizer_steps() if exact else None, dm.method.name)
 
     # ------------------------------------------------------------------ per step
     def on_train_batch_start(

@@ -44,7 +44,8 @@ def total_optimizer_steps(dm: Any) -> int:
     if not dm.method.exact_kept_count and not dm.overfitting:
         raise RuntimeError(
             f"method {dm.method.name!r} keeps a score-dependent number of samples, so the step count is "
-            "not known before training; use an epoch-based learning-rate schedule instead."
+            "not known before training; use an epoch-based learning-rate schedule (lr_scheduler interval='epoch') "
+            "instead, which follows the epochs whatever their length."
         )
     accumulate = dm.trainer.accumulate_grad_batches
     return sum(math.ceil(plan.batches / accumulate) for plan in epoch_plans(dm))

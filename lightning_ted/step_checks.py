@@ -187,7 +187,7 @@ def _ends_at(scheduler: Any, steps: int) -> bool:
         return False
 
 
-def check_step_schedules(trainer: L.Trainer, total_optimizer_steps: int) -> None:
+def check_step_schedules(trainer: L.Trainer, total_optimizer_steps: int | None, method: str = "") -> None:
     """Warn once for a per-step LR scheduler sized for more steps than the pruned run takes.
 
     Such a schedule (e.g. sized with ``trainer.estimated_stepping_batches``, which counts full-data
@@ -195,9 +195,11 @@ def check_step_schedules(trainer: L.Trainer, total_optimizer_steps: int) -> None
     ``CosineAnnealingLR.T_max``, ``LinearLR``/``PolynomialLR.total_iters``, ``SequentialLR`` (last
     milestone plus its last scheduler) and transformers' ``num_training_steps``; another ``LambdaLR`` is
     probed for reaching zero exactly at ``estimated_stepping_batches``. Epoch-interval schedulers are left alone.
+    ``total_optimizer_steps=None``: ``method`` keeps a loss-dependent number of samples, so no step count
+    is known in advance and any per-step schedule of known length is warned about.
     """
     taken = total_optimizer_steps
-    if trainer.max_steps is not None and trainer.max_steps >= 0:
+    if taken is not None and trainer.max_steps is not None and trainer.max_steps >= 0:
         taken = min(taken, trainer.max_steps)
     for config in trainer.lr_scheduler_configs:
         if config.interval != "step":
@@ -207,14 +209,25 @@ def check_step_schedules(trainer: L.Trainer, total_optimizer_steps: int) -> None
         if sized is None:
             full = trainer.estimated_stepping_batches
             sized = int(full) if math.isfinite(full) and _ends_at(scheduler, int(full)) else None
-        if sized is None or sized <= math.ceil(taken / max(1, config.frequency)):
+        if sized is None:
             continue
-        rank_zero_warn(
-            f"the per-step LR scheduler {type(scheduler).__name__} is sized for {sized} optimizer steps but this "
-            f"pruned run takes {taken} steps; its warm-up or decay would never finish (trainer.estimated_stepping_"
-            "batches counts full-data epochs). Size it with self.trainer.datamodule.total_optimizer_steps() in "
-            "configure_optimizers."
-        )
+        name = type(scheduler).__name__
+        if taken is None:
+            rank_zero_warn(
+                f"the per-step LR scheduler {name} is sized for {sized} optimizer steps, but pruning method "
+                f"{method!r} keeps a loss-dependent number of samples each epoch, so this run's step count is not "
+                "known before training and the schedule will not end with the run (it stops partway through its "
+                "decay). Use an epoch-based schedule (lr_scheduler interval='epoch', e.g. CosineAnnealingLR with "
+                "T_max=max_epochs), or a method with a fixed kept count (ted, random), whose "
+                "self.trainer.datamodule.total_optimizer_steps() is exact."
+            )
+        elif sized > math.ceil(taken / max(1, config.frequency)):
+            rank_zero_warn(
+                f"the per-step LR scheduler {name} is sized for {sized} optimizer steps but this pruned run takes "
+                f"{taken} steps; its warm-up or decay would never finish (trainer.estimated_stepping_batches counts "
+                "full-data epochs). Size it with self.trainer.datamodule.total_optimizer_steps() in "
+                "configure_optimizers."
+            )
 
 
 def _dedupe(order: list[str]) -> list[str]:

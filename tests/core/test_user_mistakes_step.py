@@ -270,3 +270,19 @@ def test_user_trains_a_model_left_in_eval_mode(tiny):
     with pytest.warns(UserWarning, match=r"eval mode.*\.train\(\)"):
         dm, _ = _fit(LoadedInEvalMode(), tiny)
     assert torch.isfinite(dm.state.score).all()  # every sample was scored all the same
+
+
+@pytest.mark.parametrize("method", ["infobatch", "seta"])
+def test_user_sizes_a_step_lr_schedule_with_estimated_stepping_batches_under_a_loss_dependent_method(tiny, method):
+    """InfoBatch and SeTa keep a loss-dependent count: no exact step count exists, so the warning says so and
+    points to an epoch-based schedule; an epoch-interval schedule is not warned about."""
+    model = StepSchedule("onecycle", sized_by="lightning")
+    with pytest.warns(UserWarning, match=r"loss-dependent number of samples") as record:
+        dm, trainer = _fit(model, tiny, epochs=4, method=method)
+    message = next(str(w.message) for w in record if "loss-dependent" in str(w.message))
+    assert f"sized for {model.sized} " in message and "interval='epoch'" in message and repr(method) in message
+    assert trainer.global_step < model.sized  # the schedule indeed never reached its end
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _fit(StepSchedule("onecycle", "lightning", interval="epoch"), tiny, epochs=4, method=method)
+    assert not [w for w in caught if "loss-dependent" in str(w.message)]
