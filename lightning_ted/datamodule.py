@@ -14,7 +14,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -37,7 +36,13 @@ from lightning_ted.observe.labels import dataset_labels
 from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
 from lightning_ted.selection import Selection, epoch_generator
 from lightning_ted.state import Observations, ScoreState, gather_observations
-from lightning_ted.wrapping import adopt_train_loader, call_batch_hook, check_map_style, quiet_hook_warnings
+from lightning_ted.wrapping import (
+    HookWarningScope,
+    adopt_train_loader,
+    call_batch_hook,
+    check_map_style,
+    inner_overrides,
+)
 
 
 class DynamicPruningDataModule(*DATAMODULE_BASES):
@@ -50,7 +55,8 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
             :func:`~lightning_ted.wrapping.adopt_train_loader`, which also names the samplers it refuses).
         method: a :class:`PruningMethod` or a name (``"ted"``, ``"full"``).
         schedule: pruning-ratio schedule; default ``RollerCoasterSchedule(0.5)``.
-        val_dataset, test_dataset: optional evaluation sets (ignored when ``datamodule`` is given).
+        val_dataset, test_dataset: optional evaluation sets, or ready ``DataLoader``s used as given (ignored
+            when ``datamodule`` is given).
         batch_size, num_workers, collate_fn, pin_memory, drop_last, persistent_workers, prefetch_factor:
             passed to the data loaders (``None``: the wrapped loader's value, else PyTorch's default).
         seed: seeds selection and shuffling through ``(seed, epoch)``, so every rank and every resumed
@@ -70,8 +76,8 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         datamodule: L.LightningDataModule | None = None,
         method: str | PruningMethod = "ted",
         schedule: PruneSchedule | None = None,
-        val_dataset: Dataset | None = None,
-        test_dataset: Dataset | None = None,
+        val_dataset: Dataset | DataLoader | None = None,
+        test_dataset: Dataset | DataLoader | None = None,
         batch_size: int | None = None,
         num_workers: int | None = None,
         collate_fn: Any = None,
@@ -83,6 +89,8 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         device_resident: bool | None = None,
     ) -> None:
         super().__init__()
+        if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer (None: the wrapped loader's), got {batch_size!r}")
         check_device_resident_options(device_resident, num_workers, collate_fn)  # device_loader.py
         self.device_resident = device_resident
         self._resident: tuple | None = None  # (dataset tensors, their copies on the device)
@@ -104,6 +112,7 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         self._reset()
         self._pending_load: dict | None = None
         self._labels: Tensor | bool | None = None  # train_labels() cache; False = the dataset has none
+        self._hook_warnings = HookWarningScope()
 
     def _reset(self) -> None:
         """Forget everything a previous run learnt (a fresh fit)."""
@@ -136,7 +145,7 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         if self.inner is not None:
             self.inner.trainer = self.trainer
             self.inner.setup(stage)
-        quiet_hook_warnings()
+        self._hook_warnings.open()
         if stage != "fit":
             return
         trainer = self.trainer
@@ -149,6 +158,7 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
                     self.loader_options[name] = value
                 elif self.__dict__[name] is None:
                     setattr(self, name, value)
+            check_device_resident_options(self.device_resident, self.num_workers, self.collate_fn, adopted=True)
         if self.state is None:
             self.state = ScoreState(len(self.train_dataset), aux=self.method.uses_aux)
         if trainer is not None:
@@ -183,13 +193,26 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
 
     def val_dataloader(self) -> Any:
         if self.inner is not None:  # like plain Lightning: no val_dataloader, no validation
-            return self.inner.val_dataloader() if is_overridden("val_dataloader", self.inner) else []
+            return self.inner.val_dataloader() if inner_overrides(self.inner, "val_dataloader") else []
         return self._eval_loader(self.val_dataset)
 
     def test_dataloader(self) -> Any:
         if self.inner is not None:
             return self.inner.test_dataloader()
         return self._eval_loader(self.test_dataset)
+
+    def predict_dataloader(self) -> Any:
+        if inner_overrides(self.inner, "predict_dataloader"):
+            return self.inner.predict_dataloader()
+        raise ValueError(
+            "DynamicPruningDataModule has no prediction data: pass trainer.predict(model, dataloaders=...), or wrap "
+            "a LightningDataModule that defines predict_dataloader()."
+        )
+
+    def teardown(self, stage: str) -> None:
+        self._hook_warnings.close()
+        if self.inner is not None:
+            self.inner.teardown(stage)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, IndexedSample):  # unwrap before any user hook sees the batch
@@ -285,7 +308,7 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         since the epoch began are gathered here (one collective) so a mid-epoch checkpoint loses none.
         """
         if self.state is None:
-            return {}
+            return self._wrapped_state({})
         out = {
             "method": self.method.state_dict(),
             "state": self.state.state_dict(all_ranks_pending=self._gather(self.state.local_pending())),
@@ -298,9 +321,19 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
             out["epoch_in_progress"] = interrupted_epoch(sel, cursor)
         elif self.state.num_pending and cursor is not None:
             out["finished_epoch"] = cursor.epoch  # its observations are pending: its end hooks have not run
+        return self._wrapped_state(out)
+
+    def _wrapped_state(self, out: dict[str, Any]) -> dict[str, Any]:
+        """``out`` with the wrapped DataModule's own checkpoint state, when it has any."""
+        inner = self.inner.state_dict() if self.inner is not None else None
+        if inner:
+            out["wrapped"] = inner
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.inner is not None and "wrapped" in state_dict:
+            self.inner.load_state_dict(state_dict["wrapped"])
+            state_dict = {k: v for k, v in state_dict.items() if k != "wrapped"}
         if not state_dict:
             return
         if self.state is None:  # restored before setup: apply once the dataset size is known
@@ -318,7 +351,9 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         self._unfolded_epoch = state_dict.get("finished_epoch")
 
     # ------------------------------------------------------------------ helpers
-    def _eval_loader(self, dataset: Dataset | None) -> DataLoader | list:
+    def _eval_loader(self, dataset: Dataset | DataLoader | None) -> DataLoader | list:
         if dataset is None:
             return []
+        if isinstance(dataset, DataLoader):  # a ready evaluation loader is used as given
+            return dataset
         return DataLoader(dataset, shuffle=False, collate_fn=self.collate_fn, **loader_kwargs(self))

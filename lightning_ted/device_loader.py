@@ -56,20 +56,25 @@ class DeviceResidentLoader(ResumableEpoch):
             yield IndexedSample([t[idx] for t in self.tensors], idx, w)
 
 
-def check_device_resident_options(device_resident: bool | None, num_workers: int | None, collate_fn: Any) -> None:
-    """Refuse ``device_resident=True`` with options it cannot honour (workers, a custom collate)."""
+def check_device_resident_options(
+    device_resident: bool | None, num_workers: int | None, collate_fn: Any, adopted: bool = False
+) -> None:
+    """Refuse ``device_resident=True`` with options it cannot honour (workers, a custom collate), given to the
+    datamodule or ``adopted`` from a wrapped DataModule's train loader."""
     if not device_resident:
         return
+    source = "the wrapped DataModule's train loader has" if adopted else "got"
     if num_workers:
         raise ValueError(
-            f"device_resident=True gathers batches on the device in the main process; num_workers={num_workers} "
-            "would have no work to do. Leave num_workers unset (or 0), or use device_resident=False."
+            f"device_resident=True gathers batches on the device in the main process, but {source} "
+            f"num_workers={num_workers}, which would have no work to do. Pass num_workers=0 to "
+            "DynamicPruningDataModule, or use device_resident=False."
         )
     if collate_fn not in (None, default_collate):
         raise ValueError(
-            "device_resident=True serves each batch as the TensorDataset's tensors indexed by the batch's "
-            "indices (what default_collate builds); a custom collate_fn cannot run there. Drop collate_fn "
-            "or use device_resident=False."
+            f"device_resident=True serves each batch as the TensorDataset's tensors indexed by the batch's "
+            f"indices (what default_collate builds), but {source} a custom collate_fn, which cannot run there. "
+            "Drop the collate_fn or use device_resident=False."
         )
 
 

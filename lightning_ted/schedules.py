@@ -83,7 +83,11 @@ class PruneSchedule(ABC):
 
     def _epochs(self) -> int:
         if self.max_epochs is None:
-            raise RuntimeError("the schedule is not bound to a run length yet; call bind(max_epochs) first")
+            raise RuntimeError(
+                "the pruning schedule does not know the run length yet: it takes it from the Trainer when "
+                "trainer.fit(model, datamodule=dm) sets the datamodule up. To build loaders without a Trainer, give "
+                "the schedule its length, e.g. RollerCoasterSchedule(ratio, max_epochs=10)."
+            )
         return self.max_epochs
 
     def prune_ratio(self, epoch: int) -> float:

@@ -82,21 +82,66 @@ def _refuse_sampler(name: str, kind: str) -> None:
     )
 
 
+def inner_overrides(inner: Any, name: str) -> bool:
+    """Whether the wrapped DataModule ``inner`` defines hook ``name`` itself."""
+    return inner is not None and is_overridden(name, inner, parent=L.LightningDataModule)
+
+
 def user_batch_hook(name: str, inner: L.LightningDataModule | None, model: Any) -> Callable | None:
     """The batch hook plain Lightning would call: the wrapped DataModule's when it overrides ``name``
     (as Lightning prefers the DataModule's), else the LightningModule's when it does, else ``None``."""
-    if inner is not None and is_overridden(name, inner, parent=L.LightningDataModule):
+    if inner_overrides(inner, name):
         return getattr(inner, name)
     if model is not None and is_overridden(name, model, parent=L.LightningModule):
         return getattr(model, name)
     return None
 
 
-def quiet_hook_warnings() -> None:
-    """Lightning warns that the DataModule's batch hooks replace the LightningModule's; the pruning
-    DataModule forwards to them (see :func:`user_batch_hook`), so that warning would be wrong."""
-    hooks = "|".join(BATCH_HOOKS)
-    warnings.filterwarnings("ignore", message=rf"You have overridden `({hooks})` in both `LightningModule`")
+class HookWarningScope:
+    """Silence, while one of our datamodule's stages runs, Lightning's warning that the DataModule's batch hooks
+    replace the LightningModule's: the pruning DataModule forwards to them (see :func:`user_batch_hook`), so the
+    warning would be wrong there. Scoped: :meth:`close` removes the filter and forgets the warning in Lightning's
+    once-per-process caches, so a later fit with another DataModule still gets it."""
+
+    MESSAGE = rf"You have overridden `({'|'.join(BATCH_HOOKS)})` in both `LightningModule`"
+
+    def __init__(self) -> None:
+        self._filter: tuple | None = None
+        self._known: dict[int, set[str]] = {}
+
+    def open(self) -> None:
+        if self._filter is not None:
+            return
+        warnings.filterwarnings("ignore", message=self.MESSAGE)
+        self._filter = warnings.filters[0]
+        self._known = {id(cache): set(cache) for cache in _hook_warning_caches()}
+
+    def close(self) -> None:
+        if self._filter is None:
+            return
+        if self._filter in warnings.filters:
+            warnings.filters.remove(self._filter)
+            getattr(warnings, "_filters_mutated", lambda: None)()  # what filterwarnings itself calls
+        self._filter = None
+        for cache in _hook_warning_caches():
+            known = self._known.get(id(cache), set())
+            cache.difference_update({m for m in cache if m not in known and "in both `LightningModule`" in m})
+
+
+def _hook_warning_caches() -> list[set]:
+    """Lightning's once-per-process caches that record the hook warning (both packages, when installed)."""
+    import importlib
+
+    caches = []
+    for name in ("lightning.pytorch", "pytorch_lightning"):
+        try:
+            module = importlib.import_module(f"{name}.trainer.connectors.data_connector")
+        except ImportError:
+            continue
+        cache = getattr(module, "warning_cache", None)
+        if isinstance(cache, set):
+            caches.append(cache)
+    return caches
 
 
 def call_batch_hook(dm: Any, name: str, *args: Any, default: Callable | None = None) -> Any:

@@ -113,19 +113,25 @@ class PruningMethod(ABC):
         """Fewest samples an epoch may keep so no weight exceeds ``max_weight`` (0 if weights stay 1)."""
         return min_kept(num_samples, self.max_weight) if self.reweights else 0
 
+    def weight_limit(self) -> tuple[str, str]:
+        """The setting that bounds the kept weights (so the fewest kept samples) and how to loosen it, for
+        messages."""
+        return f"max_weight={self.max_weight:g}", "raise the method's max_weight"
+
     def drop_count(self, num_samples: int, prune_ratio: float) -> int:
         """Samples the epoch drops: the schedule's ``round(p N)``, lowered to keep ``min_kept`` (warned once)."""
         wanted = int(round(prune_ratio * num_samples))
         n_drop = min(wanted, num_samples - self.min_kept(num_samples))
         if n_drop < wanted:
             kept, asked = num_samples - n_drop, num_samples - wanted
+            limit, advice = self.weight_limit()
             heavy = f"weighing each {num_samples / asked:.3g}x" if asked else "leaving no sample to train on"
             self.warn_once(
                 "ratio",
                 f"pruning method {self.name!r}: prune ratio {prune_ratio:g} would keep {asked} of {num_samples} "
-                f"samples, {heavy}, above max_weight={self.max_weight:g}; keeping {kept} "
+                f"samples, {heavy}, above {limit}; keeping {kept} "
                 f"({1 - kept / num_samples:.3g} pruned) whenever the ratio is that high. Lower the schedule's "
-                "ratio, or raise the method's max_weight if you want the heavier weights.",
+                f"ratio, or {advice} if you want the heavier weights.",
             )
         return max(n_drop, 0)
 

@@ -93,15 +93,18 @@ class SeTa(PruningMethod):
         self.window = round(self.num_groups * self.window_scale)  # Python round: half to even, as SeTa
         self.delta = float(delta)
         self.max_epochs = None if max_epochs is None else int(max_epochs)
+        self.pinned = max_epochs is not None  # the user fixed the run length: a Trainer must agree with it
         self.initial_score = float(initial_score)
         self.reweight = bool(reweight)
         self.kmeans_iters = int(kmeans_iters)
 
     def bind(self, max_epochs: int | None) -> None:
-        """Take the run length from the Trainer when none was given; refuse one that disagrees with it."""
+        """Take the run length from each fit's Trainer when none was given (a new fit, or one continued
+        with a larger ``max_epochs``, follows it as the schedules do); refuse one that disagrees with a
+        length the user gave."""
         if max_epochs is None:
             return
-        if self.max_epochs is None:
+        if not self.pinned:
             self.max_epochs = int(max_epochs)
         elif self.max_epochs != max_epochs:
             raise ValueError(

@@ -205,6 +205,11 @@ class TED(PruningMethod):
         """The floor of ``pi_k`` in use: ``pi_min``, never below ``1 / max_weight``."""
         return max(self.pi_min or 0.0, 1.0 / self.max_weight)
 
+    def weight_limit(self) -> tuple[str, str]:
+        if self.selection == "pps" and self.pi_floor > 1.0 / self.max_weight:
+            return f"pi_min={self.pi_min:g} (weights at most 1/pi_min = {1 / self.pi_min:.3g}x)", "lower TED's pi_min"
+        return super().weight_limit()
+
     def min_kept(self, num_samples: int) -> int:
         if self.selection == "pps":
             return min(num_samples, math.ceil(num_samples * self.pi_floor - 1e-9))

@@ -193,10 +193,10 @@ def test_device_resident_with_a_dataset_that_is_not_a_tensor_dataset_is_refused(
 
 
 def test_device_resident_with_workers_is_refused():
-    with pytest.raises(ValueError, match="num_workers=2 would have no work to do"):
+    with pytest.raises(ValueError, match="num_workers=2, which would have no work to do"):
         DynamicPruningDataModule(_dataset(8), batch_size=4, num_workers=2, device_resident=True)
 
 
 def test_device_resident_with_a_custom_collate_is_refused():
-    with pytest.raises(ValueError, match="a custom collate_fn cannot run there"):
+    with pytest.raises(ValueError, match="a custom collate_fn, which cannot run there"):
         DynamicPruningDataModule(_dataset(8), batch_size=4, collate_fn=lambda items: items, device_resident=True)
