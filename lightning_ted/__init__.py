@@ -1,7 +1,8 @@
 """lightning-ted: dynamic data pruning with TED scores for PyTorch Lightning."""
 
+from lightning_ted.batch import IndexedSample
 from lightning_ted.callback import TEDPruningCallback
-from lightning_ted.datamodule import DynamicPruningDataModule, IndexedSample
+from lightning_ted.datamodule import DynamicPruningDataModule
 from lightning_ted.loss import distillation_loss, pruned_loss, sequence_loss
 from lightning_ted.methods import (
     CAT,

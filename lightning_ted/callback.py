@@ -16,7 +16,7 @@ import lightning as L
 import torch
 
 from lightning_ted.compat import CALLBACK_BASES
-from lightning_ted.datamodule import DynamicPruningDataModule
+from lightning_ted.data_source import PruningDataSource
 from lightning_ted.fit_start import starts_fresh
 from lightning_ted.methods.base import HeadStep
 from lightning_ted.observe.epoch_metrics import define_epoch_charts, epoch_scalars, log_score_histogram
@@ -50,7 +50,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
         self.progress_bar = progress_bar
         self.quantiles = tuple(float(q) for q in quantiles)
         self.capture: HeadCapture | None = None
-        self.datamodule: DynamicPruningDataModule | None = None
+        self.datamodule: Any = None  # the trainer's PruningDataSource (a DynamicPruningDataModule)
         self._pending_state: dict[str, Any] | None = None  # the method's run state, loaded before setup
         self._trainer: L.Trainer | None = None
         self._bar_epoch = -1  # epoch whose kept count the progress bar shows
@@ -61,7 +61,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
         if stage != "fit":
             return
         dm = trainer.datamodule
-        if not isinstance(dm, DynamicPruningDataModule):
+        if not isinstance(dm, PruningDataSource):
             raise TypeError(
                 "TEDPruningCallback needs the training data to come from a DynamicPruningDataModule: "
                 "call trainer.fit(model, datamodule=DynamicPruningDataModule(...)) "

@@ -18,21 +18,17 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_ted import fit_start, run_plan
+from lightning_ted.batch import BatchContext, IndexedSample
+from lightning_ted.callback import TEDPruningCallback
+from lightning_ted.checkpointing import PruningCheckpoint
 from lightning_ted.compat import DATAMODULE_BASES
+from lightning_ted.data_source import PruningDataSource
 from lightning_ted.device_loader import check_device_resident_options
-from lightning_ted.loader import (  # IndexedCollate, KeptDataset: re-exported for older imports
-    BatchContext,
-    EpochCursor,
-    IndexedCollate,  # noqa: F401
-    IndexedSample,
-    KeptDataset,  # noqa: F401
-    epoch_loader,
-    interrupted_epoch,
-    loader_kwargs,
-    restore_interrupted,
-)
+from lightning_ted.forwarded_hooks import ForwardedHooks
+from lightning_ted.loader import epoch_loader
 from lightning_ted.methods import PruningMethod, build_method
 from lightning_ted.observe.labels import dataset_labels
+from lightning_ted.resume import EpochCursor
 from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
 from lightning_ted.selection import Selection, epoch_generator
 from lightning_ted.state import Observations, ScoreState, gather_observations
@@ -41,11 +37,10 @@ from lightning_ted.wrapping import (
     adopt_train_loader,
     call_batch_hook,
     check_map_style,
-    inner_overrides,
 )
 
 
-class DynamicPruningDataModule(*DATAMODULE_BASES):
+class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSource, *DATAMODULE_BASES):
     """Serve each epoch only the samples the pruning method keeps.
 
     Args:
@@ -129,17 +124,7 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         self.cursor: EpochCursor | None = None  # progress through the current epoch's train loader
         self._context: tuple[Tensor, Tensor] | None = None  # (index, weight) of the batch in transfer
 
-    def __getattr__(self, name: str) -> Any:
-        """Attributes this wrapper does not define read through to the wrapped datamodule (``dm.num_labels``)."""
-        inner = self.__dict__.get("inner")
-        if inner is None or name.startswith("__"):
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return getattr(inner, name)
-
     # ------------------------------------------------------------------ Lightning data hooks
-    def prepare_data(self) -> None:
-        if self.inner is not None:
-            self.inner.prepare_data()
 
     def setup(self, stage: str) -> None:
         if self.inner is not None:
@@ -165,7 +150,7 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
             self.schedule.follow(trainer.max_epochs)
             self.method.bind(self.schedule.max_epochs)
             fit_start.ensure_reload_every_epoch(trainer)
-            fit_start.ensure_callback(trainer)
+            fit_start.ensure_callback(trainer, TEDPruningCallback)
             self.overfitting = fit_start.note_overfitting(trainer)
             run_plan.check_plan(self)
         if self.schedule.max_epochs is not None and self.kept_history.numel() < self.schedule.max_epochs:
@@ -190,29 +175,6 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         self.cursor = copy(self._interrupted[0]) if resume else EpochCursor(epoch)
         loader, self.trained_selection = epoch_loader(self, selection, self.cursor, world, rank)
         return loader
-
-    def val_dataloader(self) -> Any:
-        if self.inner is not None:  # like plain Lightning: no val_dataloader, no validation
-            return self.inner.val_dataloader() if inner_overrides(self.inner, "val_dataloader") else []
-        return self._eval_loader(self.val_dataset)
-
-    def test_dataloader(self) -> Any:
-        if self.inner is not None:
-            return self.inner.test_dataloader()
-        return self._eval_loader(self.test_dataset)
-
-    def predict_dataloader(self) -> Any:
-        if inner_overrides(self.inner, "predict_dataloader"):
-            return self.inner.predict_dataloader()
-        raise ValueError(
-            "DynamicPruningDataModule has no prediction data: pass trainer.predict(model, dataloaders=...), or wrap "
-            "a LightningDataModule that defines predict_dataloader()."
-        )
-
-    def teardown(self, stage: str) -> None:
-        self._hook_warnings.close()
-        if self.inner is not None:
-            self.inner.teardown(stage)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, IndexedSample):  # unwrap before any user hook sees the batch
@@ -297,63 +259,3 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         is scored after the first epoch, which holds unless per-sample losses are NaN.
         """
         return run_plan.total_optimizer_steps(self)
-
-    # ------------------------------------------------------------------ checkpointing
-    def state_dict(self) -> dict[str, Any]:
-        """The pruning state for a checkpoint; in the middle of an epoch also that epoch's selection and the
-        position reached in its order (in samples), so a resume with another batch size, schedule or run
-        length finishes the epoch exactly as begun and the changes apply from the next one.
-
-        Under DDP, Lightning calls this on every rank while saving; the observations each rank buffered
-        since the epoch began are gathered here (one collective) so a mid-epoch checkpoint loses none.
-        """
-        if self.state is None:
-            return self._wrapped_state({})
-        out = {
-            "method": self.method.state_dict(),
-            "state": self.state.state_dict(all_ranks_pending=self._gather(self.state.local_pending())),
-            "seed": self.seed,
-            "kept_history": self.kept_history.clone(),
-            "begun_epoch": self.begun_epoch,
-        }
-        sel, cursor = self.current_selection, self.cursor
-        if sel is not None and cursor is not None and cursor.position < len(self.trained_selection or sel):
-            out["epoch_in_progress"] = interrupted_epoch(sel, cursor)
-        elif self.state.num_pending and cursor is not None:
-            out["finished_epoch"] = cursor.epoch  # its observations are pending: its end hooks have not run
-        return self._wrapped_state(out)
-
-    def _wrapped_state(self, out: dict[str, Any]) -> dict[str, Any]:
-        """``out`` with the wrapped DataModule's own checkpoint state, when it has any."""
-        inner = self.inner.state_dict() if self.inner is not None else None
-        if inner:
-            out["wrapped"] = inner
-        return out
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if self.inner is not None and "wrapped" in state_dict:
-            self.inner.load_state_dict(state_dict["wrapped"])
-            state_dict = {k: v for k, v in state_dict.items() if k != "wrapped"}
-        if not state_dict:
-            return
-        if self.state is None:  # restored before setup: apply once the dataset size is known
-            self._pending_load = state_dict
-            return
-        self.method.load_state_dict(state_dict["method"])
-        self.state.load_state_dict(state_dict["state"])
-        self.seed = int(state_dict["seed"])
-        history = state_dict["kept_history"]
-        self.kept_history[: history.numel()] = history[: self.kept_history.numel()]
-        self._version += 1
-        self.begun_epoch = int(state_dict.get("begun_epoch", -1))
-        run = state_dict.get("epoch_in_progress")
-        self._interrupted = None if run is None else restore_interrupted(run, self.state.num_samples)
-        self._unfolded_epoch = state_dict.get("finished_epoch")
-
-    # ------------------------------------------------------------------ helpers
-    def _eval_loader(self, dataset: Dataset | DataLoader | None) -> DataLoader | list:
-        if dataset is None:
-            return []
-        if isinstance(dataset, DataLoader):  # a ready evaluation loader is used as given
-            return dataset
-        return DataLoader(dataset, shuffle=False, collate_fn=self.collate_fn, **loader_kwargs(self))

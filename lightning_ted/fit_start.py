@@ -17,18 +17,16 @@ def starts_fresh(trainer: L.Trainer) -> bool:
     return trainer.ckpt_path is None and trainer.current_epoch == 0 and trainer.global_step == 0
 
 
-def ensure_callback(trainer: L.Trainer) -> None:
-    """Add a ``TEDPruningCallback`` when the Trainer has none: without it nothing is scored and every epoch
-    would silently train on everything."""
-    from lightning_ted.callback import TEDPruningCallback  # the callback module imports the datamodule
-
-    if any(isinstance(cb, TEDPruningCallback) for cb in trainer.callbacks):
+def ensure_callback(trainer: L.Trainer, callback_class: type) -> None:
+    """Add a ``callback_class()`` (``TEDPruningCallback``) when the Trainer has none: without it nothing is
+    scored and every epoch would silently train on everything."""
+    if any(isinstance(cb, callback_class) for cb in trainer.callbacks):
         return
     rank_zero_info(
-        "lightning-ted: added TEDPruningCallback() to the Trainer (it lists none; the pruning datamodule "
-        "needs it to score samples). Pass TEDPruningCallback(...) yourself to choose its options."
+        f"lightning-ted: added {callback_class.__name__}() to the Trainer (it lists none; the pruning datamodule "
+        f"needs it to score samples). Pass {callback_class.__name__}(...) yourself to choose its options."
     )
-    trainer.callbacks.insert(0, TEDPruningCallback())  # Lightning calls the callbacks' setup after the datamodule's
+    trainer.callbacks.insert(0, callback_class())  # Lightning calls the callbacks' setup after the datamodule's
 
 
 def ensure_reload_every_epoch(trainer: L.Trainer) -> None:

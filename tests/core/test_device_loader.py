@@ -12,15 +12,11 @@ from test_resume import SaveAt
 from torch.utils.data import TensorDataset
 
 from lightning_ted import TED, ConstantSchedule, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
+from lightning_ted.batch import IndexedCollate, IndexedSample
 from lightning_ted.device_loader import DeviceResidentLoader, wants_device_resident
-from lightning_ted.loader import (
-    EpochCursor,
-    EpochShuffleSampler,
-    IndexedCollate,
-    IndexedSample,
-    KeptDataset,
-    PruningDataLoader,
-)
+from lightning_ted.epoch_order import EpochShuffleSampler
+from lightning_ted.loader import KeptDataset, PruningDataLoader
+from lightning_ted.resume import EpochCursor
 from lightning_ted.selection import random_drop_selection
 from lightning_ted.zoo.demo import ImageClassifier
 

@@ -111,7 +111,8 @@ def test_tensor_dataset_batches_are_gathered_exactly_as_default_collate_builds_t
     """The one-index-per-batch path for TensorDataset gives the batch, indices and weights of the per-item path."""
     from torch.utils.data import TensorDataset
 
-    from lightning_ted.datamodule import IndexedCollate, KeptDataset
+    from lightning_ted.batch import IndexedCollate
+    from lightning_ted.loader import KeptDataset
     from lightning_ted.selection import Selection
 
     g = torch.Generator().manual_seed(0)

@@ -21,8 +21,8 @@ from lightning.pytorch.callbacks import Callback
 from torch.overrides import TorchFunctionMode
 
 from lightning_ted import EL2N, TED, ConstantSchedule, DynamicPruningDataModule, Forgetting, TEDPruningCallback
+from lightning_ted.batch import BatchContext
 from lightning_ted.device_loader import DeviceResidentLoader
-from lightning_ted.loader import BatchContext
 from lightning_ted.state import ScoreState
 from lightning_ted.step_checks import FirstStepChecks
 from lightning_ted.taylor import HeadCapture, _HeadCall

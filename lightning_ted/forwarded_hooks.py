@@ -1,0 +1,59 @@
+"""The Lightning hooks ``DynamicPruningDataModule`` forwards to the DataModule it wraps, or serves from its own
+evaluation sets: attribute reads, ``prepare_data``, the val/test/predict loaders and ``teardown``. The train
+loader is the pruning datamodule's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset
+
+from lightning_ted.loader import loader_kwargs
+from lightning_ted.wrapping import inner_overrides
+
+
+class ForwardedHooks:
+    """Mixin of ``DynamicPruningDataModule``: needs ``inner`` (the wrapped DataModule or ``None``),
+    ``val_dataset``, ``test_dataset``, ``collate_fn`` and ``_hook_warnings``."""
+
+    def __getattr__(self, name: str) -> Any:
+        """Attributes this wrapper does not define read through to the wrapped datamodule (``dm.num_labels``)."""
+        inner = self.__dict__.get("inner")
+        if inner is None or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(inner, name)
+
+    def prepare_data(self) -> None:
+        if self.inner is not None:
+            self.inner.prepare_data()
+
+    def val_dataloader(self) -> Any:
+        if self.inner is not None:  # like plain Lightning: no val_dataloader, no validation
+            return self.inner.val_dataloader() if inner_overrides(self.inner, "val_dataloader") else []
+        return self._eval_loader(self.val_dataset)
+
+    def test_dataloader(self) -> Any:
+        if self.inner is not None:
+            return self.inner.test_dataloader()
+        return self._eval_loader(self.test_dataset)
+
+    def predict_dataloader(self) -> Any:
+        if inner_overrides(self.inner, "predict_dataloader"):
+            return self.inner.predict_dataloader()
+        raise ValueError(
+            "DynamicPruningDataModule has no prediction data: pass trainer.predict(model, dataloaders=...), or wrap "
+            "a LightningDataModule that defines predict_dataloader()."
+        )
+
+    def teardown(self, stage: str) -> None:
+        self._hook_warnings.close()
+        if self.inner is not None:
+            self.inner.teardown(stage)
+
+    def _eval_loader(self, dataset: Dataset | DataLoader | None) -> DataLoader | list:
+        if dataset is None:
+            return []
+        if isinstance(dataset, DataLoader):  # a ready evaluation loader is used as given
+            return dataset
+        return DataLoader(dataset, shuffle=False, collate_fn=self.collate_fn, **loader_kwargs(self))
