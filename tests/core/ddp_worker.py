@@ -2,9 +2,9 @@
 
 Run as ``python tests/ddp_worker.py OUT_DIR DEVICES BATCH_SIZE [CKPT]``; Lightning's ``ddp`` strategy
 re-launches this script for the other ranks. Each rank writes ``OUT_DIR/rank{r}.pt``. Without ``CKPT`` the
-run also saves checkpoints after epoch 1 (``OUT_DIR/epoch1.ckpt``) and in the middle of epoch 2
-(``OUT_DIR/mid.ckpt``); with ``CKPT`` it resumes from that checkpoint. ``TED_REFERENCE`` in the
-environment picks TED's reference (default ``ema``).
+run also saves checkpoints after epoch 1 (``OUT_DIR/epoch1.ckpt``), after its last batch
+(``OUT_DIR/last_batch.ckpt``) and in the middle of epoch 2 (``OUT_DIR/mid.ckpt``); with ``CKPT`` it
+resumes from that checkpoint. ``TED_REFERENCE`` in the environment picks TED's reference (default ``ema``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,12 @@ def main(out: str, devices: int, batch_size: int, ckpt: str | None = None) -> No
     )
     recorder = EpochRecorder()
     pruning = TEDPruningCallback()
-    savers = [] if ckpt else [SaveAt(Path(out) / "epoch1.ckpt", 1, "end"), SaveAt(Path(out) / "mid.ckpt", 2, MID_BATCH)]
+    savers = [
+        SaveAt(Path(out) / "epoch1.ckpt", 1, "end"),
+        SaveAt(Path(out) / "last_batch.ckpt", 1, "last"),
+        SaveAt(Path(out) / "mid.ckpt", 2, MID_BATCH),
+    ]
+    savers = [] if ckpt else savers
     trainer = L.Trainer(
         max_epochs=EPOCHS,
         accelerator="cpu",

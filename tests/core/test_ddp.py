@@ -47,7 +47,7 @@ def resumed(runs, tmp_path_factory):
     *_, base = runs
     return {
         name: _launch(base / f"resumed_{name}", devices=2, batch_size=32, ckpt=base / "two" / f"{name}.ckpt")
-        for name in ("epoch1", "mid")
+        for name in ("epoch1", "last_batch", "mid")
     }
 
 
@@ -88,15 +88,17 @@ def _same_params(a: dict, b: dict) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a["params"], b["params"], strict=True))
 
 
-def test_resume_at_epoch_boundary_under_ddp_matches_uninterrupted_run(runs, resumed):
+@pytest.mark.parametrize("checkpoint", ["epoch1", "last_batch"])  # last_batch: Lightning skips the epoch's end
+def test_resume_at_epoch_boundary_under_ddp_matches_uninterrupted_run(runs, resumed, checkpoint):
     two, _, _ = runs
-    for full, again in zip(two, resumed["epoch1"], strict=True):  # per rank
+    for full, again in zip(two, resumed[checkpoint], strict=True):  # per rank
         assert sorted(again["kept"]) == [2, 3]
         for epoch in (2, 3):
             assert torch.equal(again["kept"][epoch], full["kept"][epoch])
             assert torch.equal(again["seen"][epoch], full["seen"][epoch])
         assert _same_params(again, full)
         assert torch.equal(again["score"], full["score"])
+        assert torch.equal(again["seen_count"], full["seen_count"])
         assert torch.equal(again["kept_history"], full["kept_history"])
 
 

@@ -17,7 +17,8 @@ from lightning_ted.zoo.demo import ImageClassifier
 
 
 class SaveAt(Callback):
-    """Saves a checkpoint at the end of ``epoch`` (``batch="end"``) or after its training batch ``batch``.
+    """Saves a checkpoint at the end of ``epoch`` (``batch="end"``) or after its training batch ``batch``
+    (``"last"``: its last one).
 
     Listed after the pruning callback, it saves what an interrupted job's last checkpoint would hold;
     the run itself goes on, so it is also the uninterrupted reference.
@@ -27,7 +28,8 @@ class SaveAt(Callback):
         self.path, self.epoch, self.batch = path, epoch, batch
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+        batch_at = trainer.num_training_batches - 1 if self.batch == "last" else self.batch
+        if trainer.current_epoch == self.epoch and batch_idx == batch_at:
             trainer.save_checkpoint(self.path)
 
     def on_train_epoch_end(self, trainer, pl_module):
