@@ -136,7 +136,7 @@ def frontier(args: argparse.Namespace, argv: list[str], start: float) -> str:
         o = dict(overhead_s=overhead, grid_s=overhead + fits, share=overhead / (overhead + fits), runs=len(todo))
         (args.out / "overhead.json").write_text(json.dumps(o) + "\n")
     head = dict(config=args.config, metric=task.metric, mode=task.mode, max_epochs=task.max_epochs,
-                command="lightning-ted frontier " + shlex.join(argv))  # fmt: skip
+                command="lightning-ted frontier " + shlex.join(a for a in argv if a != "--report-only"))  # fmt: skip
     text = markdown(rows, head, line, overhead_line(args.out))
     (args.out / "frontier.md").write_text(text)
     print(text, flush=True)
