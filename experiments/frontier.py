@@ -46,6 +46,7 @@ from compare import TaskModule, accuracy, load_task  # noqa: E402
 from minilm_top import MiniLMTop, cached_bottom  # noqa: E402
 
 from lightning_ted import METHODS, ConstantSchedule, DynamicPruningDataModule  # noqa: E402
+from lightning_ted.frontier.gains import frontier_at, mean_se  # noqa: E402  (the command's arithmetic)
 from lightning_ted.zoo.data import CIFAR10Data, flip_labels, normalize_images  # noqa: E402
 from lightning_ted.zoo.datasets import CIFAR10_MEAN, CIFAR10_STD, load_cifar10  # noqa: E402
 from lightning_ted.zoo.demo import timed_fit  # noqa: E402
@@ -362,25 +363,6 @@ def run_grid(jobs: list[tuple[Job, TaskSpec]], out: Path, workers: int, accelera
 
 
 # ------------------------------------------------------------------------------------------ analysis
-def frontier_at(points: list[tuple[float, float]], x: float) -> float:
-    """Linear interpolation of (saved, acc) points at ``x``; beyond the ends, the end segment extended."""
-    pts = sorted(points)
-    if len(pts) == 1:
-        return pts[0][1]
-    i = 1
-    while i < len(pts) - 1 and x > pts[i][0]:
-        i += 1
-    (x0, y0), (x1, y1) = pts[i - 1], pts[i]
-    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-
-
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return float("nan"), float("nan")
-    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return statistics.fmean(values), se
-
-
 def summarise(results: list[Result]) -> tuple[list[dict], dict]:
     """Rows per (method, level) with paired gains over the per-seed frontier; the convergence check."""
     budget = [r for r in results if r.method == "budget"]
@@ -399,9 +381,9 @@ def summarise(results: list[Result]) -> tuple[list[dict], dict]:
         gain_t = [r.test_acc - frontier_at(per_seed[r.seed]["test"], r.saved) for r in paired]
         gain_v = [r.val_acc - frontier_at(per_seed[r.seed]["val"], r.saved) for r in paired]
         speed = [full[r.seed].seconds / r.seconds for r in runs if r.seed in full]
-        test, test_se = _mean_se([r.test_acc for r in runs])
-        g, g_se = _mean_se(gain_t)
-        gv, gv_se = _mean_se(gain_v)
+        test, test_se = mean_se([r.test_acc for r in runs])
+        g, g_se = mean_se(gain_t)
+        gv, gv_se = mean_se(gain_v)
         max_budget_saved = max((x for pts in per_seed.values() for x, _ in pts["test"]), default=0.0)
         saved = statistics.fmean(r.saved for r in runs)
         flips = [r.extra["flipped_share"] for r in runs if "flipped_share" in r.extra]
@@ -424,7 +406,7 @@ def summarise(results: list[Result]) -> tuple[list[dict], dict]:
                 seconds=statistics.fmean(r.seconds for r in runs),
                 speedup=statistics.fmean(speed) if speed else float("nan"),
                 extrapolated=method != "budget" and saved > max_budget_saved + 1e-9,
-                flipped_share=_mean_se(flips)[0],
+                flipped_share=mean_se(flips)[0],
                 flipped_runs=len(flips),
             )
         )
@@ -434,7 +416,7 @@ def summarise(results: list[Result]) -> tuple[list[dict], dict]:
     longer = {r.seed: r for r in budget if r.level == 1.5}
     both = sorted(set(full) & set(longer))
     if both:
-        diff, diff_se = _mean_se([longer[s].test_acc - full[s].test_acc for s in both])
+        diff, diff_se = mean_se([longer[s].test_acc - full[s].test_acc for s in both])
         conv = dict(
             full_E=statistics.fmean(full[s].test_acc for s in both),
             full_15E=statistics.fmean(longer[s].test_acc for s in both),
