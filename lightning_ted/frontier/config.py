@@ -110,6 +110,18 @@ def load_config(path: str | Path, metric: str | None = None, mode: str | None = 
             f"trainer.max_epochs is {epochs!r}: set it to the run length E you train with; the budget points "
             "are fractions of it"
         )
+    length = {k: trainer[k] for k in ("max_steps", "max_time") if trainer.get(k) not in (None, -1)}
+    if length:
+        raise FrontierRefusal(
+            f"trainer sets {length}: the frontier compares runs by epochs (trainer.max_epochs and fractions of it); "
+            "remove max_steps / max_time from the config so every run trains its whole budget"
+        )
+    stopper = next((c for c in _entries(trainer.get("callbacks")) if _named(c, "EarlyStopping")), None)
+    if stopper is not None:
+        raise FrontierRefusal(
+            f"trainer.callbacks has {stopper['class_path']}: it would stop runs before their budget, so the "
+            "frontier's run lengths would not be the ones reported; remove it from the config for the frontier"
+        )
     init = data.get("init_args") or {}
     checkpoint = next((c for c in _entries(trainer.get("callbacks")) if _named(c, "ModelCheckpoint")), None)
     monitor = (checkpoint or {}).get("init_args", {}).get("monitor")

@@ -11,7 +11,11 @@ from lightning_ted.frontier.errors import FrontierRefusal
 class Run:
     """One training run. ``method == "full"``: plain training for ``level`` (b) of E epochs; otherwise the
     pruning method at schedule ratio ``level`` for E epochs. Seed ``s`` gives every run the same
-    initialisation and data order, so runs of one seed are paired."""
+    initialisation and data order, so runs of one seed are paired.
+
+    >>> Run("full", 0.5, 0, 4).label, Run("ted", 0.3, 1, 8).key
+    ('full b=0.5', 'ted|0.3|1')
+    """
 
     method: str
     level: float

@@ -44,6 +44,11 @@ def final_metric(trainer: L.Trainer, model, dm, tap: MetricTap) -> float:
     value = trainer.callback_metrics.get(tap.metric)
     if value is None:
         logged = sorted(k for k in trainer.callback_metrics if not k.startswith("prune/"))
+        if not trainer.num_val_batches or not sum(trainer.num_val_batches):
+            raise FrontierRefusal(
+                f"no validation ran, so {tap.metric!r} was never measured: the data has no val_dataloader or "
+                "trainer.limit_val_batches is 0; give the datamodule a validation split"
+            )
         raise FrontierRefusal(
             f"the metric {tap.metric!r} is not logged by the model: it logs {logged or 'nothing'} in training "
             f"and validation. Pass --metric with one of those, or self.log({tap.metric!r}, ...) in validation_step."

@@ -128,6 +128,18 @@ def test_a_metric_the_model_does_not_log_is_refused(tmp_path, capsys):
     assert "'val_f1' is not logged" in err and "val_acc" in err and "--metric" in err
 
 
+def test_an_early_stopping_callback_in_the_config_is_refused(tmp_path, capsys):
+    callbacks = [{"class_path": "lightning.pytorch.callbacks.EarlyStopping", "init_args": {"monitor": "val_acc"}}]
+    config = tiny_config(tmp_path, **{"trainer.callbacks": callbacks})
+    err = _refused(capsys, "--config", str(config), "--out", str(tmp_path / "o"))
+    assert "EarlyStopping" in err and "stop runs before their budget" in err
+
+
+def test_a_run_length_in_steps_is_refused(tmp_path, capsys):
+    err = _refused(capsys, "--config", str(tiny_config(tmp_path, **{"trainer.max_steps": 20})), "--out", str(tmp_path))
+    assert "{'max_steps': 20}" in err and "compares runs by epochs" in err
+
+
 def test_one_seed_when_standard_errors_are_asked_is_refused(tmp_path, capsys):
     err = _refused(capsys, "--config", str(tiny_config(tmp_path)), "--seeds", "1", "--out", str(tmp_path / "o"))
     assert "--seeds 1 gives no standard error" in err and "--no-se" in err
