@@ -92,8 +92,8 @@ def overhead_line(out: Path) -> str | None:
         return None
     o = json.loads(path.read_text())
     return (f"Command overhead (everything but the fits: start-up, config, instantiation, evaluation, cache, "
-            f"report) in the last invocation that trained: {o['overhead_s']:.1f} s of {o['grid_s']:.1f} s "
-            f"({100 * o['share']:.1f}%) over {o['runs']} runs.")  # fmt: skip
+            f"report) in the last invocation that trained: {o['overhead_s']:.1f} s of {o['grid_s']:.1f} s, the fits "
+            f"summed over its {o['runs']} runs plus that overhead ({100 * o['share']:.1f}%).")  # fmt: skip
 
 
 def frontier(args: argparse.Namespace, argv: list[str], start: float) -> str:
