@@ -56,18 +56,35 @@ def final_metric(trainer: L.Trainer, model, dm, tap: MetricTap) -> float:
     return float(value)
 
 
-def fit_one(config: dict, run: Run, metric: str, full_epochs: int) -> dict:
-    """Train ``run`` (its ``config`` from :func:`~lightning_ted.frontier.config.run_config`) and return its
-    record: metric, saved fraction of sample-passes, fit seconds (``trainer.fit`` alone) and run seconds."""
+_PARSER: list = []  # the CLI parser of this process, built by the first run
+
+
+def _run_cli(config: dict):
+    """The config's trainer, model and datamodule through the ``lightning-ted`` CLI, its parser built once
+    per process (building it is most of a run's instantiation time; each run only parses its config)."""
     from lightning_ted.cli import TEDCLI, TEDArgumentParser  # the CLI imports this package lazily
 
-    start = time.perf_counter()
-    _quiet()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
-    cli = TEDCLI(
+    class RunCLI(TEDCLI):
+        def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
+            if _PARSER:
+                self.parser = _PARSER[0]
+                return
+            super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+            _PARSER.append(self.parser)
+
+    return RunCLI(
         L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
         parser_class=TEDArgumentParser, run=False, args=config, save_config_callback=None,
     )  # fmt: skip
+
+
+def fit_one(config: dict, run: Run, metric: str, full_epochs: int) -> dict:
+    """Train ``run`` (its ``config`` from :func:`~lightning_ted.frontier.config.run_config`) and return its
+    record: metric, saved fraction of sample-passes, fit seconds (``trainer.fit`` alone) and run seconds."""
+    start = time.perf_counter()
+    _quiet()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    cli = _run_cli(config)
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
     if not isinstance(dm, DynamicPruningDataModule):
         raise FrontierRefusal(f"the config's data is a {type(dm).__name__}, not a DynamicPruningDataModule")
