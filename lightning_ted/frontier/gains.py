@@ -94,7 +94,10 @@ def verdict(rows: list[dict], metric: str) -> str:
             best = max(above, key=lambda r: r["gain"])
             what = (f"{best['method']} at {100 * best['saved']:.0f}% saved: {best['gain']:+.{d}f} ± "
                     f"{best['gain_se']:.{d}f}")  # fmt: skip
-            return f"{what} {metric} over training fewer epochs (more than 2 SE above it): pruning is worth it here"
-        return f"not above training for fewer epochs by more than 2 SE; the best, {what} {metric}"
+            return (f"{what} {metric} over training fewer epochs (more than 2 SE above it, {best['paired']} seeds): "
+                    "pruning is worth it here")  # fmt: skip
+        return (
+            f"not above training for fewer epochs by more than 2 SE; the best, {what} {metric} ({best['paired']} seeds)"
+        )
     verb = "above" if best["gain"] > 0 else "not above"
     return f"{what} {metric}: {verb} training for fewer epochs (one seed: no standard error, not a decision)"

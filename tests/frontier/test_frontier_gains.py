@@ -52,7 +52,9 @@ def test_a_saving_beyond_the_cheapest_budget_is_marked_extrapolated():
 def test_verdict_names_a_gain_only_when_it_clears_two_standard_errors():
     assert verdict(summarise(two_seeds([0.86, 0.68])), "val_acc").startswith("not above training for fewer")
     line = verdict(summarise(two_seeds([0.87, 0.675])), "val_acc")  # +0.02, +0.025: 0.0225 ± 0.0025
-    assert line.startswith("ted at 25% saved: +0.0225 ± 0.0025 val_acc over training fewer epochs")
+    assert line.startswith(
+        "ted at 25% saved: +0.0225 ± 0.0025 val_acc over training fewer epochs (more than 2 SE above it, 2 seeds)"
+    )
     one = verdict(summarise([r for r in two_seeds([0.86, 0.68]) if r["seed"] == 0]), "val_acc")
     assert "no standard error" in one
 
