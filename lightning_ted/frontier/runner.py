@@ -6,6 +6,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -78,9 +79,11 @@ def _run_cli(config: dict):
     )  # fmt: skip
 
 
-def fit_one(config: dict, run: Run, metric: str, full_epochs: int) -> dict:
+def fit_one(config: dict, run: Run, metric: str, full_epochs: int, measure: Callable | None = None) -> dict:
     """Train ``run`` (its ``config`` from :func:`~lightning_ted.frontier.config.run_config`) and return its
-    record: metric, saved fraction of sample-passes, fit seconds (``trainer.fit`` alone) and run seconds."""
+    record: metric, saved fraction of sample-passes, fit seconds (``trainer.fit`` alone) and run seconds;
+    ``measure(trainer, model, datamodule) -> dict`` (a module-level function, so workers can pickle it) adds
+    its own measures under ``"extra"`` (the benchmark's test accuracy and flipped-label share)."""
     start = time.perf_counter()
     _quiet()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
@@ -95,7 +98,11 @@ def fit_one(config: dict, run: Run, metric: str, full_epochs: int) -> dict:
     fit_seconds = time.perf_counter() - fit_start
     value = final_metric(trainer, model, dm, tap)
     saved = 1.0 - run.epochs / full_epochs if run.method == "full" else dm.saved_fraction(run.epochs - 1)
-    return dict(
+    record = dict(
         method=run.method, level=run.level, seed=run.seed, epochs=run.epochs, saved=saved, metric=value,
-        fit_seconds=fit_seconds, run_seconds=time.perf_counter() - start,
+        fit_seconds=fit_seconds,
     )  # fmt: skip
+    if measure is not None:
+        record["extra"] = measure(trainer, model, dm)
+    record["run_seconds"] = time.perf_counter() - start
+    return record
