@@ -3,6 +3,7 @@
     lightning-ted fit --config experiments/configs/mnist.yaml
     lightning-ted fit --config experiments/configs/mnist.yaml --data.init_args.method.init_args.q 0.8
     lightning-ted fit --config experiments/configs/mnist.yaml --print_config
+    lightning-ted frontier --config experiments/configs/mnist.yaml   # is pruning worth it? (lightning_ted.frontier)
 
 Model and data are subclass-mode (``class_path`` / ``init_args``). ``trainer.max_epochs`` is linked
 into ``model.init_args.max_epochs`` (the LR decay) and into the schedule when it has a
@@ -88,7 +89,12 @@ def run_cli(args: list[str] | None = None) -> TEDCLI:
 
 
 def main() -> None:
-    """Entry point of the ``lightning-ted`` console script (returns nothing, so the exit status is 0)."""
+    """Entry point of the ``lightning-ted`` console script (returns nothing, so the exit status is 0).
+    ``lightning-ted frontier ...`` is the frontier command (:mod:`lightning_ted.frontier.command`)."""
+    if len(sys.argv) > 1 and sys.argv[1] == "frontier":
+        from lightning_ted.frontier.command import main as frontier_main
+
+        sys.exit(frontier_main(sys.argv[2:]))
     run_cli()
 
 

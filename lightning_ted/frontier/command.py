@@ -1,0 +1,169 @@
+"""``lightning-ted frontier --config my.yaml``: is pruning worth it on my task?
+
+Trains the config's model and data on all data for E = ``trainer.max_epochs`` and for fewer epochs
+(``--budgets``, fractions of E: the frontier), and with the config's pruning method and any others named
+(``--methods``) at its ratio or ``--ratios``, on ``--seeds`` paired seeds; writes ``runs.jsonl`` (one line
+per finished run: an interrupted command resumes), ``frontier.md`` (table, verdict, the command's own
+overhead), ``frontier.png``, and logs both to W&B when the config has a ``WandbLogger``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+from lightning_ted.frontier.cache import append_run, read_runs
+from lightning_ted.frontier.config import TaskConfig, load_config, method_spec, run_config
+from lightning_ted.frontier.errors import FrontierRefusal
+from lightning_ted.frontier.gains import summarise, verdict
+from lightning_ted.frontier.plan import Run, plan_runs
+from lightning_ted.frontier.report import log_wandb, markdown, plot
+from lightning_ted.frontier.runner import fit_one
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lightning-ted frontier", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--config", required=True, help="the LightningCLI YAML you train with")
+    p.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.7], help="fractions of E (1.0 always runs)")
+    p.add_argument("--methods", nargs="*", default=[], help="methods besides the config's: infobatch random seta ...")
+    p.add_argument("--ratios", type=float, nargs="+", help="schedule ratios (default: the config's)")
+    p.add_argument("--seeds", type=int, default=3, help="paired seeds 0..N-1 (default 3)")
+    p.add_argument("--no-se", action="store_true", help="allow one seed: gains without standard errors")
+    p.add_argument("--metric", help="default: the config's ModelCheckpoint monitor, else val_acc")
+    p.add_argument("--mode", choices=("max", "min"), help="default: the checkpoint's mode, else from the name")
+    p.add_argument("--out", type=Path, default=Path("frontier"), help="output folder (default ./frontier)")
+    p.add_argument("--report-only", action="store_true", help="redraw from runs.jsonl, train nothing")
+    p.add_argument("--workers", type=int, default=1, help="runs trained at once, each in its own process")
+    return p
+
+
+def _progress(done: int, total: int, elapsed: float, record: dict, metric: str) -> None:
+    left = elapsed / done * (total - done)
+    bar = "#" * round(20 * done / total) + "." * (20 - round(20 * done / total))
+    label = Run(record["method"], record["level"], record["seed"], record["epochs"]).label
+    print(f"frontier [{bar}] {done}/{total} runs, {elapsed / 60:.1f} min, ~{left / 60:.1f} min left | {label} "
+          f"seed {record['seed']}: {metric} {record['metric']:.4g}, saved {100 * record['saved']:.1f}%, "
+          f"{record['fit_seconds']:.1f} s", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def execute(task: TaskConfig, todo: list[Run], out: Path, workers: int, fingerprint: str) -> tuple[float, float, float]:
+    """Train ``todo``, appending each finished run to ``runs.jsonl``. Returns the summed fit seconds, the
+    seconds of this phase that were not fits (in-process: all of them; with workers: each run's own
+    instantiation and evaluation) and the phase's wall seconds."""
+    start, fits, runs = time.perf_counter(), 0.0, 0.0
+    jobs = [(run_config(task, r, out / "fits"), r, task.metric, task.max_epochs) for r in todo]
+
+    def finish(record: dict, done: int) -> None:
+        nonlocal fits, runs
+        record["config"] = fingerprint
+        append_run(out / "runs.jsonl", record)
+        fits, runs = fits + record["fit_seconds"], runs + record["run_seconds"]
+        _progress(done, len(jobs), time.perf_counter() - start, record, task.metric)
+
+    if workers <= 1:
+        for i, job in enumerate(jobs, 1):
+            finish(fit_one(*job), i)
+        phase = time.perf_counter() - start
+        return fits, phase - fits, phase
+    with ProcessPoolExecutor(workers) as pool:
+        pending, done = {pool.submit(fit_one, *job) for job in jobs}, 0
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done += 1
+                    finish(future.result(), done)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+    return fits, runs - fits, time.perf_counter() - start
+
+
+def overhead_line(out: Path) -> str | None:
+    path = out / "overhead.json"
+    if not path.exists():
+        return None
+    o = json.loads(path.read_text())
+    return (f"Command overhead (everything but the fits: start-up, config, instantiation, evaluation, cache, "
+            f"report) in the last invocation that trained: {o['overhead_s']:.1f} s of {o['grid_s']:.1f} s, the fits "
+            f"summed over its {o['runs']} runs plus that overhead ({100 * o['share']:.1f}%).")  # fmt: skip
+
+
+def frontier(args: argparse.Namespace, argv: list[str], start: float) -> str:
+    """Plan, run what is missing, report; returns the verdict."""
+    if args.seeds < 2 and not args.no_se:
+        raise FrontierRefusal(
+            f"--seeds {args.seeds} gives no standard error, so no gain can be told from noise: "
+            "use --seeds 2 or more (3 by default), or pass --no-se to report gains without one"
+        )
+    task = load_config(args.config, args.metric, args.mode)
+    methods = [task.method] + [m for m in args.methods if m != task.method]
+    for m in args.methods:
+        method_spec(m)  # refuses an unknown name before anything trains
+    methods = [m for m in methods if m != "full"]
+    if not methods:
+        raise FrontierRefusal("the config trains without pruning (FullData): name methods with --methods ted ...")
+    plan = plan_runs(task.max_epochs, args.budgets, methods, args.ratios or [task.ratio], args.seeds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    fingerprint = task.fingerprint()
+    done, other = read_runs(args.out / "runs.jsonl", fingerprint)
+    if other:
+        print(f"note: {other} runs in {args.out / 'runs.jsonl'} were made with another config; left out", flush=True)
+    todo = [r for r in plan if r.key not in done]
+    print(f"frontier: {len(plan) - len(todo)} of {len(plan)} runs cached, {len(todo)} to train", flush=True)
+    fits = None
+    if todo and not args.report_only:
+        fits, phase_overhead, phase = execute(task, todo, args.out, args.workers, fingerprint)
+        done, _ = read_runs(args.out / "runs.jsonl", fingerprint)
+    records = list(done.values())
+    if not records:
+        raise FrontierRefusal(
+            f"no finished runs in {args.out / 'runs.jsonl'} for this config: run without --report-only"
+        )
+    rows = summarise(records, task.mode)
+    line = verdict(rows, task.metric)
+    plot(rows, task.metric, args.out / "frontier.png")
+    if fits is not None:
+        wall = time.perf_counter() - start
+        overhead = wall - phase + phase_overhead
+        o = dict(overhead_s=overhead, grid_s=overhead + fits, share=overhead / (overhead + fits), runs=len(todo))
+        (args.out / "overhead.json").write_text(json.dumps(o) + "\n")
+    head = dict(config=args.config, metric=task.metric, mode=task.mode, max_epochs=task.max_epochs,
+                command="lightning-ted frontier " + shlex.join(a for a in argv if a != "--report-only"))  # fmt: skip
+    text = markdown(rows, head, line, overhead_line(args.out))
+    (args.out / "frontier.md").write_text(text)
+    print(text, flush=True)
+    if task.wandb is not None and not args.report_only:
+        log_wandb(task.wandb, rows, line, args.out / "frontier.png")
+    return line
+
+
+def process_age() -> float:
+    """Seconds since this process started (interpreter and imports included; Linux ``/proc``, else 0)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def main(argv: list[str] | None = None, start: float | None = None) -> int:
+    """Entry point (``lightning-ted frontier ...``); exit status 2 with ``error: ...`` on a refusal. The
+    overhead clock starts at ``start`` (default: when this process started, so start-up counts)."""
+    start = time.perf_counter() - process_age() if start is None else start
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser().parse_args(argv)
+    try:
+        frontier(args, argv, start)
+    except FrontierRefusal as refusal:
+        print(f"error: {refusal}", file=sys.stderr, flush=True)
+        return 2
+    return 0

@@ -1,0 +1,108 @@
+"""Train one run of the frontier from its config and measure it: the metric, saved sample-passes, time."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable
+
+import lightning as L
+import torch
+
+from lightning_ted.datamodule import DynamicPruningDataModule
+from lightning_ted.frontier.errors import FrontierRefusal
+from lightning_ted.frontier.horizon import HorizonCheck
+from lightning_ted.frontier.plan import Run
+
+
+class MetricTap(L.Callback):
+    """Keeps ``metric`` after each validation (epoch, value), so the last epoch's needs no extra pass."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.last: tuple[int, float] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.metric)
+        if value is not None and not trainer.sanity_checking:
+            self.last = (trainer.current_epoch, float(value))
+
+
+def _quiet() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning_ted", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def final_metric(trainer: L.Trainer, model, dm, tap: MetricTap) -> float:
+    """The metric at the end of training: the last epoch's validation, or one validation pass when the
+    Trainer did not validate after its last epoch; refused, with the logged names, when it is not logged."""
+    if tap.last is not None and tap.last[0] == trainer.max_epochs - 1:
+        return tap.last[1]
+    trainer.validate(model, datamodule=dm, verbose=False)
+    value = trainer.callback_metrics.get(tap.metric)
+    if value is None:
+        logged = sorted(k for k in trainer.callback_metrics if not k.startswith("prune/"))
+        if not trainer.num_val_batches or not sum(trainer.num_val_batches):
+            raise FrontierRefusal(
+                f"no validation ran, so {tap.metric!r} was never measured: the data has no val_dataloader or "
+                "trainer.limit_val_batches is 0; give the datamodule a validation split"
+            )
+        raise FrontierRefusal(
+            f"the metric {tap.metric!r} is not logged by the model: it logs {logged or 'nothing'} in training "
+            f"and validation. Pass --metric with one of those, or self.log({tap.metric!r}, ...) in validation_step."
+        )
+    return float(value)
+
+
+_PARSER: list = []  # the CLI parser of this process, built by the first run
+
+
+def _run_cli(config: dict):
+    """The config's trainer, model and datamodule through the ``lightning-ted`` CLI, its parser built once
+    per process (building it is most of a run's instantiation time; each run only parses its config)."""
+    from lightning_ted.cli import TEDCLI, TEDArgumentParser  # the CLI imports this package lazily
+
+    class RunCLI(TEDCLI):
+        def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
+            if _PARSER:
+                self.parser = _PARSER[0]
+                return
+            super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+            _PARSER.append(self.parser)
+
+    return RunCLI(
+        L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+        parser_class=TEDArgumentParser, run=False, args=config, save_config_callback=None,
+    )  # fmt: skip
+
+
+def fit_one(config: dict, run: Run, metric: str, full_epochs: int, measure: Callable | None = None) -> dict:
+    """Train ``run`` (its ``config`` from :func:`~lightning_ted.frontier.config.run_config`) and return its
+    record: metric, saved fraction of sample-passes, fit seconds (``trainer.fit`` alone) and run seconds;
+    ``measure(trainer, model, datamodule) -> dict`` (a module-level function, so workers can pickle it) adds
+    its own measures under ``"extra"`` (the benchmark's test accuracy and flipped-label share)."""
+    start = time.perf_counter()
+    _quiet()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    cli = _run_cli(config)
+    trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+    if not isinstance(dm, DynamicPruningDataModule):
+        raise FrontierRefusal(f"the config's data is a {type(dm).__name__}, not a DynamicPruningDataModule")
+    tap = MetricTap(metric)
+    trainer.callbacks.extend([tap, HorizonCheck()])
+    fit_start = time.perf_counter()
+    trainer.fit(model, datamodule=dm)
+    fit_seconds = time.perf_counter() - fit_start
+    value = final_metric(trainer, model, dm, tap)
+    saved = 1.0 - run.epochs / full_epochs if run.method == "full" else dm.saved_fraction(run.epochs - 1)
+    record = dict(
+        method=run.method, level=run.level, seed=run.seed, epochs=run.epochs, saved=saved, metric=value,
+        fit_seconds=fit_seconds,
+    )  # fmt: skip
+    if measure is not None:
+        record["extra"] = measure(trainer, model, dm)
+    record["run_seconds"] = time.perf_counter() - start
+    return record
