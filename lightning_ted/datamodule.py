@@ -14,12 +14,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_ted import fit_start, run_plan
-from lightning_ted.compat import DATAMODULE_BASES
+from lightning_ted.compat import DATAMODULE_BASES, overrides
 from lightning_ted.device_loader import check_device_resident_options
 from lightning_ted.loader import (  # IndexedCollate, KeptDataset: re-exported for older imports
     BatchContext,
@@ -33,6 +32,7 @@ from lightning_ted.loader import (  # IndexedCollate, KeptDataset: re-exported f
     restore_interrupted,
 )
 from lightning_ted.methods import PruningMethod, build_method
+from lightning_ted.nesting import restore_own_hparams
 from lightning_ted.observe.labels import dataset_labels
 from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
 from lightning_ted.selection import Selection, epoch_generator
@@ -92,6 +92,7 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
             check_map_style(train_dataset)
         self.train_dataset = train_dataset
         self.inner = datamodule
+        restore_own_hparams(datamodule)  # under LightningCLI it was handed this wrapper's (nesting.py)
         self.method = build_method(method)
         self.schedule = schedule if schedule is not None else RollerCoasterSchedule()
         self.val_dataset, self.test_dataset = val_dataset, test_dataset
@@ -179,7 +180,7 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
 
     def val_dataloader(self) -> Any:
         if self.inner is not None:  # like plain Lightning: no val_dataloader, no validation
-            return self.inner.val_dataloader() if is_overridden("val_dataloader", self.inner) else []
+            return self.inner.val_dataloader() if overrides("val_dataloader", self.inner) else []
         return self._eval_loader(self.val_dataset)
 
     def test_dataloader(self) -> Any:
