@@ -36,7 +36,8 @@ class Model(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         losses = F.cross_entropy(self.fc(x), y, reduction="none")
-        return pruned_loss(self, losses) if isinstance(self.trainer.datamodule, DynamicPruningDataModule) else losses.mean()
+        pruning = isinstance(self.trainer.datamodule, DynamicPruningDataModule)
+        return pruned_loss(self, losses) if pruning else losses.mean()
 
     def configure_optimizers(self):
         opt = torch.optim.SGD(self.parameters(), lr=0.1)

@@ -168,7 +168,8 @@ def glue_classes(package: Any) -> tuple[type, type]:
             tokenizer = AutoTokenizer.from_pretrained(self.hparams.model_name_or_path)
             self.dataset = {}
             for split, name in (("train", "train"), ("validation", "dev")):
-                ids, mask, labels = tokenize_sst2(tokenizer, name, self.hparams.max_seq_length, self.hparams.limit).tensors
+                tokens = tokenize_sst2(tokenizer, name, self.hparams.max_seq_length, self.hparams.limit)
+                ids, mask, labels = tokens.tensors
                 self.dataset[split] = ColumnDataset(input_ids=ids, attention_mask=mask, labels=labels)
 
         def train_dataloader(self) -> DataLoader:
