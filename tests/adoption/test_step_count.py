@@ -45,7 +45,8 @@ def test_pruning_takes_fewer_steps_than_full_epochs():
 @pytest.mark.slow
 @pytest.mark.parametrize("prune", ["0", "1"], ids=["plain", "pruned"])
 def test_user_sizes_the_schedule_under_ddp_on_two_processes(tmp_path, prune):
-    """Under DDP every rank predicts the per-rank step count it then takes (accumulation and a batch limit on)."""
+    """Under DDP every rank predicts the per-rank step count it then takes (accumulation and a batch limit on);
+    the pruned run's summary is printed once (rank zero)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SCRIPT.parents[2]), str(SCRIPT.parent)]),
                OMP_NUM_THREADS="1")  # fmt: skip
     proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "2", prune, "2", "0.8"], env=env,
@@ -54,3 +55,5 @@ def test_user_sizes_the_schedule_under_ddp_on_two_processes(tmp_path, prune):
     for rank in (0, 1):
         result = torch.load(tmp_path / f"rank{rank}.pt")
         assert result["predicted"] == result["taken"]
+    summaries = proc.stdout.count("lightning-ted fit summary")
+    assert summaries == (1 if prune == "1" else 0), "the end-of-fit summary is printed once, by rank zero"
