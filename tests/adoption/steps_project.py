@@ -46,12 +46,13 @@ class Model(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def fit(prune: bool, devices: int = 1, **trainer_options) -> tuple[int, int, L.Trainer]:
+def fit(prune: bool, devices: int = 1, method: str = "ted", **trainer_options) -> tuple[int, int, L.Trainer]:
     """(predicted steps, optimizer steps taken, trainer) of one run."""
     L.seed_everything(0, verbose=False)
     data = Data()
     if prune:
-        data = DynamicPruningDataModule(datamodule=data, schedule=RollerCoasterSchedule(ratio=0.6, beta=0.5))
+        schedule = RollerCoasterSchedule(ratio=0.6, beta=0.5)
+        data = DynamicPruningDataModule(datamodule=data, method=method, schedule=schedule)
     model = Model()
     trainer = L.Trainer(
         max_epochs=4, accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", logger=False,

@@ -41,6 +41,13 @@ def test_pruning_takes_fewer_steps_than_full_epochs():
     assert pruned < plain == 4 * 16  # 250 samples in batches of 16: 16 steps an epoch
 
 
+def test_user_sizes_a_step_schedule_under_a_method_whose_kept_count_depends_on_scores():
+    """InfoBatch keeps a score-dependent number of samples, so no step total exists before training: the call
+    stops in configure_optimizers and names the way out (an epoch-interval schedule)."""
+    with pytest.raises(RuntimeError, match=r"'infobatch' keeps a score-dependent number.*epoch-based"):
+        fit(True, method="infobatch")
+
+
 @pytest.mark.ddp
 @pytest.mark.slow
 @pytest.mark.parametrize("prune", ["0", "1"], ids=["plain", "pruned"])
