@@ -102,7 +102,8 @@ class TEDPruningCallback(*CALLBACK_BASES):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.summary is not None and self.datamodule is not None:
-            self.summary.report(trainer, self.datamodule, self.datamodule.train_labels())
+            labels = self.datamodule.train_labels() if self.log_per_class else None
+            self.summary.report(trainer, self.datamodule, labels)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.datamodule.method.exact_kept_count:
