@@ -11,6 +11,7 @@ base class.
 from __future__ import annotations
 
 import importlib.util
+from typing import Union
 
 import lightning.pytorch as lp
 from lightning_utilities.core.overrides import is_overridden
@@ -29,6 +30,8 @@ def _bases(name: str) -> tuple[type, ...]:
 CALLBACK_BASES = _bases("Callback")
 DATAMODULE_BASES = _bases("LightningDataModule")
 MODULE_BASES = _bases("LightningModule")
+#: a DataModule of either package: the type LightningCLI/jsonargparse checks a nested ``datamodule`` against
+AnyDataModule = Union[DATAMODULE_BASES]  # noqa: UP007 (a runtime tuple of classes, not a written union)
 
 
 def overrides(name: str, obj: object) -> bool:

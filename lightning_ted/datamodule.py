@@ -12,13 +12,12 @@ import math
 from copy import copy
 from typing import Any
 
-import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_ted import fit_start, run_plan
-from lightning_ted.compat import DATAMODULE_BASES, overrides
+from lightning_ted.compat import DATAMODULE_BASES, AnyDataModule, overrides
 from lightning_ted.device_loader import check_device_resident_options
 from lightning_ted.loader import (  # IndexedCollate, KeptDataset: re-exported for older imports
     BatchContext,
@@ -67,7 +66,7 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         self,
         train_dataset: Dataset | None = None,
         *,
-        datamodule: L.LightningDataModule | None = None,
+        datamodule: AnyDataModule | None = None,  # either Lightning package's (compat.py)
         method: str | PruningMethod = "ted",
         schedule: PruneSchedule | None = None,
         val_dataset: Dataset | None = None,

@@ -62,6 +62,23 @@ def test_user_nests_a_save_hyperparameters_datamodule_under_lightning_cli(tmp_pa
     assert cli.trainer.global_step == sum(-(-k // 48) for k in kept)
 
 
+def test_user_nests_a_pytorch_lightning_datamodule_under_its_own_lightning_cli(tmp_path):
+    """The same with ``pytorch_lightning``'s LightningCLI, model and DataModule (its own hparams context)."""
+    pl = pytest.importorskip("pytorch_lightning")
+    from pytorch_lightning.cli import LightningCLI as PLCLI
+    from user_projects import linear_classifier_class
+
+    write_tensors(tmp_path)
+    config = nested_config(tmp_path, batch_size=48)
+    config["data"]["init_args"]["datamodule"]["class_path"] = "user_projects.PLSavedTensorsData"
+    cfg = write_config(tmp_path / "config.yaml", config)
+    cli = PLCLI(linear_classifier_class(pl), subclass_mode_data=True, args=["fit", f"--config={cfg}"],
+                save_config_callback=None)  # fmt: skip
+    own = {k: v for k, v in cli.datamodule.inner.hparams.items() if not k.startswith("_")}
+    assert own == {"data_dir": str(tmp_path), "batch_size": 48, "shuffle": True}
+    assert cli.trainer.global_step == sum(-(-int(k) // 48) for k in cli.datamodule.kept_history)
+
+
 def test_user_wraps_a_save_hyperparameters_datamodule_without_the_cli(tmp_path):
     """Without the CLI the wrapped module's hparams are read from its own __init__, as before."""
     write_tensors(tmp_path)

@@ -236,18 +236,39 @@ class SavedTensorsData(L.LightningDataModule):
         return DataLoader(self.train_set, batch_size=self.hparams.batch_size, shuffle=self.hparams.shuffle)
 
 
-class LinearClassifier(L.LightningModule):
-    def __init__(self, features: int = 8, classes: int = 3, lr: float = 0.1) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.fc = nn.Linear(features, classes)
+if pl is not None:
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        return pruned_loss(self, F.cross_entropy(self.fc(x), y, reduction="none"))  # lightning-ted
+    class PLSavedTensorsData(pl.LightningDataModule):
+        """The same DataModule written against ``pytorch_lightning`` (for ``pytorch_lightning.cli.LightningCLI``)."""
 
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        def __init__(self, data_dir: str = "data", batch_size: int = 32, shuffle: bool = True) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+
+        setup = SavedTensorsData.setup
+        train_dataloader = SavedTensorsData.train_dataloader
+
+
+def linear_classifier_class(package: Any) -> type:
+    """The CLI project's model written against ``package`` (``lightning`` or ``pytorch_lightning``)."""
+
+    class LinearClassifier(package.LightningModule):
+        def __init__(self, features: int = 8, classes: int = 3, lr: float = 0.1) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+            self.fc = nn.Linear(features, classes)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return pruned_loss(self, F.cross_entropy(self.fc(x), y, reduction="none"))  # lightning-ted
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+    return LinearClassifier
+
+
+LinearClassifier = linear_classifier_class(L)
 
 
 def write_tensors(data_dir: Any, n: int = 192, features: int = 8, classes: int = 3) -> None:
