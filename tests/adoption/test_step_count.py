@@ -19,11 +19,14 @@ OPTIONS = [
     {"accumulate_grad_batches": 3},
     {"limit_train_batches": 0.5},
     {"accumulate_grad_batches": 2, "limit_train_batches": 5},
+    {"max_steps": 20},
 ]
 
 
 @pytest.mark.parametrize("prune", [False, True], ids=["plain", "pruned"])
-@pytest.mark.parametrize("options", OPTIONS, ids=["default", "accumulate", "limit_float", "accumulate_limit_int"])
+@pytest.mark.parametrize(
+    "options", OPTIONS, ids=["default", "accumulate", "limit_float", "accumulate_limit_int", "max_steps"]
+)
 def test_user_sizes_one_cycle_with_one_call_with_or_without_pruning(prune, options):
     """``lightning_ted.total_optimizer_steps(self.trainer)`` in configure_optimizers equals the optimizer
     steps taken, so OneCycleLR ends exactly at the run's end; no branch on pruning and no schedule warning."""
