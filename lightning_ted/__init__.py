@@ -23,6 +23,7 @@ from lightning_ted.methods import (
 )
 from lightning_ted.schedules import ConstantSchedule, LinearSchedule, PruneSchedule, RollerCoasterSchedule
 from lightning_ted.selection import Selection
+from lightning_ted.steps import total_optimizer_steps
 
 __all__ = [
     "CAT",
@@ -51,5 +52,6 @@ __all__ = [
     "build_method",
     "pruned_loss",
     "sequence_loss",
+    "total_optimizer_steps",
 ]
 __version__ = "0.1.0"

@@ -18,6 +18,7 @@ import torch
 from lightning_ted.compat import CALLBACK_BASES
 from lightning_ted.data_source import PruningDataSource
 from lightning_ted.fit_start import starts_fresh
+from lightning_ted.fit_summary import FitSummary
 from lightning_ted.methods.base import HeadStep
 from lightning_ted.observe.epoch_metrics import define_epoch_charts, epoch_scalars, log_score_histogram
 from lightning_ted.step_checks import FirstStepChecks, check_step_schedules, log_default_head
@@ -35,7 +36,9 @@ class TEDPruningCallback(*CALLBACK_BASES):
             step, must be the last ``nn.Linear`` the step runs (see :mod:`lightning_ted.step_checks`).
         quantiles: score quantiles logged each epoch.
         log_per_class: log the kept fraction of each class when the training set exposes its labels.
-        progress_bar: show the epoch's kept and total sample counts in the progress bar.
+        progress_bar: show the share of samples the epoch keeps in the progress bar (``kept=61%``).
+        summary: print a summary when training ends (rank zero) and log it as ``summary/*`` (see
+            :mod:`lightning_ted.fit_summary`); its numbers stay in ``.summary.values``.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
         quantiles: Sequence[float] = (0.1, 0.5, 0.9),
         log_per_class: bool = True,
         progress_bar: bool = True,
+        summary: bool = True,
     ) -> None:
         self.head = head
         self.log_per_class = log_per_class
@@ -55,6 +59,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
         self._trainer: L.Trainer | None = None
         self._bar_epoch = -1  # epoch whose kept count the progress bar shows
         self._checks: FirstStepChecks | None = None
+        self.summary: FitSummary | None = FitSummary() if summary else None
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -91,6 +96,15 @@ class TEDPruningCallback(*CALLBACK_BASES):
         if self._checks is not None:
             self._checks.close()
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.summary is not None:
+            self.summary.fit_start(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.summary is not None and self.datamodule is not None:
+            labels = self.datamodule.train_labels() if self.log_per_class else None
+            self.summary.report(trainer, self.datamodule, labels)
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm = self.datamodule
         exact = dm.method.exact_kept_count or dm.overfitting
@@ -116,7 +130,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
             sel = self.datamodule.current_selection
             bar = trainer.progress_bar_metrics
             if isinstance(bar, dict):
-                bar["kept"] = f"{len(sel)}/{sel.num_samples}"
+                bar["kept"] = f"{100 * len(sel) / max(1, sel.num_samples):.0f}%"  # short: fits 80 columns
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
         ctx = self.datamodule.batch_context if self.datamodule is not None else None
@@ -174,6 +188,8 @@ class TEDPruningCallback(*CALLBACK_BASES):
     def _begin_epoch(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm = self.datamodule
         dm.record_epoch(trainer.current_epoch)
+        if self.summary is not None:
+            self.summary.epoch_start(trainer, dm)
         dm.method.start_epoch(trainer, pl_module, dm, self.capture.head if self.capture is not None else None)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -181,6 +197,12 @@ class TEDPruningCallback(*CALLBACK_BASES):
         # observations in first so every checkpoint holds the scores of everything trained so far.
         if trainer.state.fn == "fit" and not trainer.sanity_checking and self.datamodule is not None:
             self.datamodule.sync_and_update(trainer.current_epoch)
+        if self.summary is not None:
+            self.summary.eval_start(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.summary is not None:
+            self.summary.eval_end(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm = self.datamodule
@@ -200,6 +222,8 @@ class TEDPruningCallback(*CALLBACK_BASES):
         for name, value in metrics.items():
             pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
         log_score_histogram(trainer, state.score, epoch)
+        if self.summary is not None:
+            self.summary.epoch_end(trainer)
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:

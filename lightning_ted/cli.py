@@ -24,6 +24,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 _KEY = re.compile(r'^\s*(?:- )?Parser key "([^"]+)"')
 _LEAF = re.compile(
     r"""(?:Option|Key|key) ['"]([^'"]+)['"] (?:is not accepted|is not expected)|No action for key ['"]([^'"]+)['"]"""
+    r"""|does not accept option ['"]([^'"]+)['"]"""  # a top-level key: "Subcommand 'fit' does not accept option ..."
 )
 
 
@@ -38,14 +39,15 @@ def bad_key_summary(message: str) -> str | None:
             continue
         leaf = _LEAF.search(line)
         if leaf:
-            name = leaf.group(1) or leaf.group(2)
+            name = leaf.group(1) or leaf.group(2) or leaf.group(3)
             full = ".init_args.".join([*path, name]) if path else name
             return f"unknown key {full!r} in the config or command line (check its spelling); full message below"
     return None
 
 
 class TEDArgumentParser(LightningArgumentParser):
-    """Puts the offending key on the first line of a config error: jsonargparse nests it ten lines deep."""
+    """Puts the offending key on the first line of a config error: jsonargparse prints it after the usage
+    text, 50 lines down. Any LightningCLI can use it: ``LightningCLI(..., parser_class=TEDArgumentParser)``."""
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         summary = bad_key_summary(message) if self.exit_on_error else None  # nested parsers raise instead

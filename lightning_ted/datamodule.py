@@ -12,7 +12,6 @@ import math
 from copy import copy
 from typing import Any
 
-import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -21,12 +20,13 @@ from lightning_ted import fit_start, run_plan
 from lightning_ted.batch import BatchContext, IndexedSample
 from lightning_ted.callback import TEDPruningCallback
 from lightning_ted.checkpointing import PruningCheckpoint
-from lightning_ted.compat import DATAMODULE_BASES
+from lightning_ted.compat import DATAMODULE_BASES, AnyDataModule
 from lightning_ted.data_source import PruningDataSource
 from lightning_ted.device_loader import check_device_resident_options
 from lightning_ted.forwarded_hooks import ForwardedHooks
 from lightning_ted.loader import epoch_loader
 from lightning_ted.methods import PruningMethod, build_method
+from lightning_ted.nesting import restore_own_hparams
 from lightning_ted.observe.labels import dataset_labels
 from lightning_ted.resume import EpochCursor
 from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
@@ -68,7 +68,7 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         self,
         train_dataset: Dataset | None = None,
         *,
-        datamodule: L.LightningDataModule | None = None,
+        datamodule: AnyDataModule | None = None,  # either Lightning package's (compat.py)
         method: str | PruningMethod = "ted",
         schedule: PruneSchedule | None = None,
         val_dataset: Dataset | DataLoader | None = None,
@@ -95,6 +95,7 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
             check_map_style(train_dataset)
         self.train_dataset = train_dataset
         self.inner = datamodule
+        restore_own_hparams(datamodule)  # under LightningCLI it was handed this wrapper's (nesting.py)
         self.method = build_method(method)
         self.schedule = schedule if schedule is not None else RollerCoasterSchedule()
         self.val_dataset, self.test_dataset = val_dataset, test_dataset

@@ -9,8 +9,8 @@ from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_ted.compat import overrides
 from lightning_ted.loader import loader_kwargs
-from lightning_ted.wrapping import inner_overrides
 
 
 class ForwardedHooks:
@@ -30,7 +30,7 @@ class ForwardedHooks:
 
     def val_dataloader(self) -> Any:
         if self.inner is not None:  # like plain Lightning: no val_dataloader, no validation
-            return self.inner.val_dataloader() if inner_overrides(self.inner, "val_dataloader") else []
+            return self.inner.val_dataloader() if overrides("val_dataloader", self.inner) else []
         return self._eval_loader(self.val_dataset)
 
     def test_dataloader(self) -> Any:
@@ -39,7 +39,7 @@ class ForwardedHooks:
         return self._eval_loader(self.test_dataset)
 
     def predict_dataloader(self) -> Any:
-        if inner_overrides(self.inner, "predict_dataloader"):
+        if overrides("predict_dataloader", self.inner):
             return self.inner.predict_dataloader()
         raise ValueError(
             "DynamicPruningDataModule has no prediction data: pass trainer.predict(model, dataloaders=...), or wrap "

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
+
+from lightning_ted.compat import overrides
 
 BATCH_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
 #: loader options of a wrapped DataModule's train loader that the pruned loader reuses (sampler policy apart)
@@ -82,17 +83,12 @@ def _refuse_sampler(name: str, kind: str) -> None:
     )
 
 
-def inner_overrides(inner: Any, name: str) -> bool:
-    """Whether the wrapped DataModule ``inner`` defines hook ``name`` itself."""
-    return inner is not None and is_overridden(name, inner, parent=L.LightningDataModule)
-
-
 def user_batch_hook(name: str, inner: L.LightningDataModule | None, model: Any) -> Callable | None:
     """The batch hook plain Lightning would call: the wrapped DataModule's when it overrides ``name``
     (as Lightning prefers the DataModule's), else the LightningModule's when it does, else ``None``."""
-    if inner_overrides(inner, name):
+    if overrides(name, inner):  # the user's modules may come from pytorch_lightning (compat.overrides)
         return getattr(inner, name)
-    if model is not None and is_overridden(name, model, parent=L.LightningModule):
+    if overrides(name, model):
         return getattr(model, name)
     return None
 

@@ -1,8 +1,9 @@
 """Class labels of a training set, read without loading its samples (for the kept fraction per class).
 
 Read from a ``targets`` attribute (torchvision), the last tensor of a ``TensorDataset``, a ``label`` or
-``labels`` column (Hugging Face ``datasets``), and through ``torch.utils.data.Subset`` (what
-``random_split`` returns) by indexing the parent's labels.
+``labels`` column (Hugging Face ``datasets``), through ``torch.utils.data.Subset`` (what
+``random_split`` returns) by indexing the parent's labels, and through ``ConcatDataset`` (the
+lightning-hydra-template joins MNIST's train and test sets) when every part has labels.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Subset, TensorDataset
+from torch.utils.data import ConcatDataset, Subset, TensorDataset
 
 
 def dataset_labels(dataset: Any) -> Tensor | None:
@@ -32,6 +33,9 @@ def _raw_labels(dataset: Any) -> Any:
     if isinstance(dataset, Subset):
         parent = dataset_labels(dataset.dataset)
         return None if parent is None else parent[torch.as_tensor(dataset.indices, dtype=torch.int64)]
+    if isinstance(dataset, ConcatDataset):
+        parts = [dataset_labels(part) for part in dataset.datasets]
+        return None if not parts or any(p is None for p in parts) else torch.cat(parts)
     labels = getattr(dataset, "targets", None)
     if labels is None and isinstance(dataset, TensorDataset):
         labels = dataset.tensors[-1]

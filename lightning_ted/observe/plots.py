@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from lightning_ted.observe.run_history import epoch_rows, read_csv_metrics, read_wandb_run
 
@@ -61,6 +62,7 @@ def plot_prune_ratio(source: History, out: str | Path | None = None, title: str 
     ):
         ax.plot(epochs, [float(r.get(key, math.nan)) for r in rows], style, marker="o", label=label)
     ax.set(xlabel="epoch", ylabel="fraction of the training set", title=title, ylim=(0, 1))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers: no 0.5 ticks
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, out)
@@ -82,6 +84,7 @@ def plot_score_distribution(source: History, out: str | Path | None = None, titl
     mid = keys[len(keys) // 2]
     ax.plot(epochs, series[mid], marker="o", label=mid.removeprefix("prune/score_"))
     ax.set(xlabel="epoch", ylabel="score", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     ax.grid(alpha=0.3)
     if hist_rows:

@@ -22,6 +22,7 @@ from lightning_ted.datamodule import DynamicPruningDataModule
 from lightning_ted.loss import pruned_loss
 from lightning_ted.methods import TED, FullData, PruningMethod
 from lightning_ted.schedules import RollerCoasterSchedule
+from lightning_ted.steps import total_optimizer_steps
 from lightning_ted.zoo.datasets import load_image_classification
 from lightning_ted.zoo.models import SmallCNN
 
@@ -60,8 +61,8 @@ class ImageClassifier(L.LightningModule):
         opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9, nesterov=True)
         if not self.hparams.one_cycle:
             return opt
-        # the pruned run takes fewer steps than len(first loader) * epochs: ask the datamodule
-        total = self.trainer.datamodule.total_optimizer_steps()
+        # the true step count, pruned or not (a pruned run takes fewer steps than full-data epochs)
+        total = total_optimizer_steps(self.trainer)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr, total_steps=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

@@ -59,3 +59,15 @@ def test_user_passes_a_hugging_face_style_dataset():
 def test_no_labels_when_none_are_exposed():
     assert dataset_labels(TensorDataset(torch.randn(3, 2))) is None  # float last tensor: no class labels
     assert dataset_labels(WithTargets([[1, 2], [3, 4]])) is None  # not one label per sample
+
+
+def test_labels_through_a_subset_of_a_concat_dataset():
+    """The lightning-hydra-template joins MNIST's train and test sets and splits them: a ``Subset`` of a
+    ``ConcatDataset``; its labels are the parts' labels, joined, at the subset's indices. A part without
+    labels leaves the whole without."""
+    from torch.utils.data import ConcatDataset
+
+    joined = ConcatDataset([WithTargets([0, 1, 2]), TensorDataset(torch.randn(2, 3), torch.tensor([3, 4]))])
+    part = Subset(joined, [4, 0, 3])
+    assert torch.equal(dataset_labels(part), torch.tensor([4, 0, 3]))
+    assert dataset_labels(ConcatDataset([WithTargets([0, 1]), Subset(list(range(5)), [0, 1])])) is None
