@@ -219,13 +219,13 @@ def check_step_schedules(trainer: L.Trainer, total_optimizer_steps: int | None, 
                 "known before training and the schedule will not end with the run (it stops partway through its "
                 "decay). Use an epoch-based schedule (lr_scheduler interval='epoch', e.g. CosineAnnealingLR with "
                 "T_max=max_epochs), or a method with a fixed kept count (ted, random), whose "
-                "self.trainer.datamodule.total_optimizer_steps() is exact."
+                "lightning_ted.total_optimizer_steps(self.trainer) is exact."
             )
         elif sized > math.ceil(taken / max(1, config.frequency)):
             rank_zero_warn(
                 f"the per-step LR scheduler {name} is sized for {sized} optimizer steps but this pruned run takes "
                 f"{taken} steps; its warm-up or decay would never finish (trainer.estimated_stepping_batches counts "
-                "full-data epochs). Size it with self.trainer.datamodule.total_optimizer_steps() in "
+                "full-data epochs). Size it with lightning_ted.total_optimizer_steps(self.trainer) in "
                 "configure_optimizers."
             )
 

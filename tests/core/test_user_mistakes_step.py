@@ -243,7 +243,7 @@ class StepSchedule(ImageClassifier):
 @pytest.mark.parametrize("kind", ["onecycle", "lambda", "huggingface_linear"])
 def test_user_sizes_a_step_lr_schedule_with_estimated_stepping_batches(tiny, kind):
     model = StepSchedule(kind, sized_by="lightning")
-    with pytest.warns(UserWarning, match=r"total_optimizer_steps\(\)") as record:
+    with pytest.warns(UserWarning, match=r"lightning_ted.total_optimizer_steps\(self.trainer\)") as record:
         dm, trainer = _fit(model, tiny, epochs=4)
     message = next(str(w.message) for w in record if "total_optimizer_steps" in str(w.message))
     taken = dm.total_optimizer_steps()
