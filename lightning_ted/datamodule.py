@@ -37,7 +37,8 @@ from lightning_ted.observe.labels import dataset_labels
 from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
 from lightning_ted.selection import Selection, epoch_generator
 from lightning_ted.state import Observations, ScoreState, gather_observations
-from lightning_ted.wrapping import adopt_train_loader, call_batch_hook, check_map_style, quiet_hook_warnings
+from lightning_ted.streaming.sources import train_source
+from lightning_ted.wrapping import adopt_train_loader, call_batch_hook, quiet_hook_warnings
 
 
 class DynamicPruningDataModule(*DATAMODULE_BASES):
@@ -58,6 +59,11 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         device_resident: serve the train batches from a ``TensorDataset`` moved to the training device once,
             shuffled and gathered there by tensor ops (no workers, no per-sample Python; same batches as
             the standard loader). ``None`` (default): only when its tensors already live on an accelerator.
+        stream: for a litdata ``StreamingDataset``, stream it in litdata's order and drop pruned samples in the
+            stream (``None``/``True``, default) or read it by index like a map-style dataset (``False``); see
+            :mod:`lightning_ted.streaming`.
+        id_column: for another ``IterableDataset`` (with ``__len__``), the key or position of each item's stable
+            sample id in ``[0, len)``; such a dataset is streamed like a ``StreamingDataset``.
 
     A fit without ``ckpt_path`` on a new Trainer starts from fresh scores, so one datamodule can serve
     several runs; a ``TEDPruningCallback`` is added to a Trainer that lists none.
@@ -81,6 +87,8 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         prefetch_factor: int | None = None,
         seed: int = 0,
         device_resident: bool | None = None,
+        stream: bool | None = None,
+        id_column: str | int | None = None,
     ) -> None:
         super().__init__()
         check_device_resident_options(device_resident, num_workers, collate_fn)  # device_loader.py
@@ -88,8 +96,9 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         self._resident: tuple | None = None  # (dataset tensors, their copies on the device)
         if (train_dataset is None) == (datamodule is None):
             raise ValueError("give exactly one of train_dataset or datamodule to DynamicPruningDataModule")
+        self.stream_source = None  # streaming/sources.py: set for a streamed (iterable) training set
         if train_dataset is not None:
-            check_map_style(train_dataset)
+            train_dataset, self.stream_source = train_source(train_dataset, stream, id_column)
         self.train_dataset = train_dataset
         self.inner = datamodule
         self.method = build_method(method)
@@ -148,7 +157,8 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
                 elif self.__dict__[name] is None:
                     setattr(self, name, value)
         if self.state is None:
-            self.state = ScoreState(len(self.train_dataset), aux=self.method.uses_aux)
+            n = self.stream_source.num_samples if self.stream_source is not None else len(self.train_dataset)
+            self.state = ScoreState(n, aux=self.method.uses_aux)
         if trainer is not None:
             self.schedule.follow(trainer.max_epochs)
             self.method.bind(self.schedule.max_epochs)
@@ -249,7 +259,7 @@ class DynamicPruningDataModule(*DATAMODULE_BASES):
         world = self.trainer.world_size if self.trainer is not None else 1
         if world == 1 or self.current_selection is None or not torch.distributed.is_initialized():
             return obs
-        capacity = math.ceil(len(self.current_selection) / world)
+        capacity = getattr(self.cursor, "capacity", None) or math.ceil(len(self.current_selection) / world)
         strategy = self.trainer.strategy
         return gather_observations(obs, capacity, lambda t: strategy.all_gather(t.to(strategy.root_device)))
 

@@ -218,6 +218,10 @@ def epoch_loader(
     While overfitting (``Trainer(overfit_batches=...)``) the samples come in index order, through a
     ``SequentialSampler`` on one process so Lightning keeps it as it is.
     """
+    if getattr(dm, "stream_source", None) is not None:  # an iterable training set: lightning_ted/streaming/
+        from lightning_ted.streaming.epoch import streamed_epoch_loader
+
+        return streamed_epoch_loader(dm, selection, cursor, world, rank)
     if len(dm.train_dataset) != selection.num_samples:
         raise RuntimeError(
             f"the training set changed length from {selection.num_samples} to {len(dm.train_dataset)} samples; "
