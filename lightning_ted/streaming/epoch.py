@@ -145,9 +145,9 @@ class StreamedEpochLoader:
         now = {"world": self.world, "workers": self.workers, "batch_size": self.batch_size}
         if then != now:
             raise ValueError(
-                f"this checkpoint stopped in the middle of a streamed epoch run with {then}; the stream's order depends "
-                f"on them, so resume it with the same processes, num_workers and batch_size (now {now}), or resume "
-                "from a checkpoint saved at an epoch's end."
+                f"this checkpoint stopped in the middle of a streamed epoch run with {then}; the stream's order "
+                f"depends on them, so resume it with the same processes, num_workers and batch_size (now {now}), "
+                "or resume from a checkpoint saved at an epoch's end."
             )
         self.cursor.batches = batches
 

@@ -181,7 +181,9 @@ def train_source(dataset: Any, stream: bool | None, id_column: str | int | None)
         return dataset, LitdataSource(dataset)
     if isinstance(dataset, IterableDataset):
         if stream is False:
-            raise ValueError(f"stream=False reads samples by index, but {name} is an IterableDataset; drop stream=False.")
+            raise ValueError(
+                f"stream=False reads samples by index, but {name} is an IterableDataset; drop stream=False."
+            )
         if id_column is None:
             raise TypeError(
                 f"{name} is an IterableDataset without a sample id: dynamic pruning scores samples by a stable "
@@ -197,7 +199,9 @@ def train_source(dataset: Any, stream: bool | None, id_column: str | int | None)
             )
         return dataset, IdColumnSource(dataset, id_column)
     if stream:
-        raise ValueError(f"stream=True needs an IterableDataset (e.g. litdata's StreamingDataset); {name} is map-style.")
+        raise ValueError(
+            f"stream=True needs an IterableDataset (e.g. litdata's StreamingDataset); {name} is map-style."
+        )
     if id_column is not None:
         raise ValueError(
             f"id_column={id_column!r} names the ids of an IterableDataset's items; {name} is map-style, so its samples "
