@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -157,3 +161,40 @@ def test_user_resumes_a_streamed_epoch_with_other_workers(optimized, tmp_path):
     fit_streamed(_streaming(optimized), epochs=2, callbacks=[SaveAt(ckpt, 1, 2)])
     with pytest.raises(ValueError, match="num_workers"):
         fit_streamed(_streaming(optimized), epochs=2, num_workers=2, ckpt_path=ckpt)
+
+
+# ---------------------------------------------------------------- DDP on 2 CPU processes
+def _launch_ddp(data, out, devices=2, workers=0) -> list[dict]:
+    out.mkdir()
+    worker = Path(__file__).resolve().parent / "stream_ddp_worker.py"
+    env = dict(os.environ, PYTHONPATH=str(worker.parents[2]), OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, str(worker), str(data), str(out), str(devices), str(workers)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(devices)]
+
+
+@pytest.mark.ddp
+def test_ddp_trains_each_kept_sample_on_exactly_one_rank(optimized, tmp_path):
+    r0, r1 = _launch_ddp(optimized, tmp_path / "ddp")
+    assert r0["world_size"] == 2 and r0["steps"] == r1["steps"]  # zero-weight batches keep the ranks in step
+    for epoch, kept in r0["kept"].items():
+        assert torch.equal(kept, r1["kept"][epoch])  # every rank holds the same selection
+        trained = [r["seen"][epoch][r["weights"][epoch] > 0] for r in (r0, r1)]
+        union = torch.cat(trained)
+        assert union.numel() == kept.numel()  # none twice (on one rank or across ranks)
+        assert torch.equal(union.sort().values, kept.sort().values)  # none missing
+        for r in (r0, r1):  # padding: index -1 and weight 0 only
+            pad = r["weights"][epoch] == 0
+            assert torch.all(r["seen"][epoch][pad] == -1)
+    assert int(r0["kept_history"][1]) < N_SAMPLES
+    assert torch.equal(r0["score"], r1["score"])  # bit-identical scores after every sync
+    kept_counts = torch.zeros_like(r0["seen_count"])
+    for kept in r0["kept"].values():
+        kept_counts[kept] += 1
+    assert torch.equal(r0["seen_count"], kept_counts)  # padding never entered the scores
