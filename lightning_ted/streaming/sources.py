@@ -125,11 +125,12 @@ class LitdataEpoch:
         return np.asarray(counts, dtype=np.int64).reshape(self.world, self.workers)
 
     def items(self) -> Iterator[tuple[int, Any]]:
-        """``(global index, item)`` of this worker's share, in litdata's order (runs in the worker)."""
+        """``(global index, item)`` of this worker's share, in litdata's order (runs in the worker); litdata's
+        own iterator, no generator layer added."""
         ds = self.dataset
         if not isinstance(ds.__dict__.get("__getitem__"), _Tagged):
             ds.__getitem__ = _Tagged(ds)
-        yield from iter(ds)
+        return iter(ds)
 
 
 class IdColumnSource:
