@@ -198,3 +198,15 @@ def test_ddp_trains_each_kept_sample_on_exactly_one_rank(optimized, tmp_path):
     for kept in r0["kept"].values():
         kept_counts[kept] += 1
     assert torch.equal(r0["seen_count"], kept_counts)  # padding never entered the scores
+
+
+def test_user_wraps_a_datamodule_whose_train_loader_streams(optimized):
+    import lightning as L
+
+    class Streams(L.LightningDataModule):
+        def train_dataloader(self):
+            return litdata.StreamingDataLoader(_streaming(optimized), batch_size=32)
+
+    with pytest.raises(TypeError, match="directly") as err:
+        fit_streamed(None, epochs=1, datamodule=Streams())
+    assert "StreamingDataset" in str(err.value) and "id_column" in str(err.value)
