@@ -193,6 +193,8 @@ def test_ddp_trains_each_kept_sample_on_exactly_one_rank(optimized, tmp_path):
             pad = r["weights"][epoch] == 0
             assert torch.all(r["seen"][epoch][pad] == -1)
     assert int(r0["kept_history"][1]) < N_SAMPLES
+    # litdata splits this dataset 288 / 312 between the ranks in epoch 0, so one rank ran a zero-weight batch
+    assert any(bool((r["weights"][e] == 0).any()) for r in (r0, r1) for e in r0["kept"])
     assert torch.equal(r0["score"], r1["score"])  # bit-identical scores after every sync
     kept_counts = torch.zeros_like(r0["seen_count"])
     for kept in r0["kept"].values():
