@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from lightning_ted.loader import EpochCursor, IndexedCollate, IndexedSample, loader_kwargs
 from lightning_ted.selection import Selection, epoch_generator
-from lightning_ted.streaming.stream import PrunedStream, dense_weights
+from lightning_ted.streaming.stream import PrunedStream, Remainder, dense_weights, unbatched
 
 
 @dataclass
@@ -33,13 +33,13 @@ class StreamCursor(EpochCursor):
     """An ``EpochCursor`` whose position says only whether the epoch is done (``kept`` once the rank ran its
     ``total`` batches, else 0): stream positions are not comparable across ranks, the batch count is."""
 
-    total: int | None = None  # batches each rank runs this epoch (None: known at the end of the stream)
+    total: int = 0  # batches each rank runs this epoch
     kept: int = 0
-    capacity: int | None = None  # observation rows a rank can produce this epoch (pads included)
+    capacity: int = 0  # observation rows a rank can produce this epoch (pads included)
 
     def advance(self, batch_size: int, world: int) -> None:
         self.batches += 1
-        if self.total is not None and self.batches >= self.total:
+        if self.batches >= self.total:
             self.position = self.kept
 
 
@@ -55,28 +55,32 @@ class StreamedEpochLoader:
         self.batch_size = dm.batch_size or 1
         self.workers = dm.num_workers or 0
         self.world = plan.shape[0] if plan is not None else 1
-        if plan is not None:
-            self.rank_batches = int(np.ceil(plan[rank] / self.batch_size).sum())
-            self.rank_kept = int(plan[rank].sum())
-        else:  # one process: every kept sample is this rank's
-            self.rank_kept = len(selection)
-            self.rank_batches = math.ceil(self.rank_kept / self.batch_size) if self.workers == 0 else None
+        # one process: every kept sample is this rank's
+        self.rank_kept = int(plan[rank].sum()) if plan is not None else len(selection)
+        self.rank_batches = math.ceil(self.rank_kept / self.batch_size)
+        self.collate = IndexedCollate(dm.collate_fn)
 
     def __len__(self) -> int:
-        if self.cursor.total is None:
-            raise TypeError("the batch count of this stream is known only at its end (workers split it themselves)")
         return self.cursor.total
 
-    def _loader(self) -> DataLoader:
+    def _batches(self) -> Iterator[IndexedSample]:
+        """The workers' full batches as they come, then their remainders batched together."""
         kwargs = loader_kwargs(self.dm)
-        kwargs["persistent_workers"] = False  # a new loader every epoch: persistent workers would only leak
-        return DataLoader(
-            PrunedStream(self.epoch_stream, self.weights),
-            collate_fn=IndexedCollate(self.dm.collate_fn),
+        kwargs.update(batch_size=None, persistent_workers=False)  # the stream batches; a new loader per epoch
+        loader = DataLoader(
+            PrunedStream(self.epoch_stream, self.weights, self.batch_size, self.collate),
+            collate_fn=unbatched,
             generator=epoch_generator(self.dm.seed, self.cursor.epoch, stream=2),  # worker seeds
-            drop_last=False,
             **kwargs,
         )
+        rest: list[IndexedSample] = []
+        for out in loader:
+            if isinstance(out, Remainder):
+                rest.extend(out.items)
+            else:
+                yield out
+        for start in range(0, len(rest), self.batch_size):
+            yield self.collate(rest[start : start + self.batch_size])
 
     def __iter__(self) -> Iterator[IndexedSample]:
         cursor = self.cursor
@@ -84,7 +88,7 @@ class StreamedEpochLoader:
         seen = torch.zeros(self.selection.num_samples, dtype=torch.bool)
         served = produced = 0
         last = None
-        for batch in self._loader():
+        for batch in self._batches():
             index = batch.index
             if bool(seen[index].any()):
                 raise RuntimeError(self._twice(index[seen[index]][0]))
@@ -95,10 +99,6 @@ class StreamedEpochLoader:
             if produced > skip:
                 yield batch
         self._check_served(served, produced)
-        if cursor.total is None:
-            cursor.total = produced
-            if cursor.batches >= produced:
-                cursor.position = cursor.kept
         for _ in range(max(cursor.total - max(produced, skip), 0)):  # even out the ranks (DDP)
             if last is None:
                 raise RuntimeError(
@@ -115,7 +115,7 @@ class StreamedEpochLoader:
         )
 
     def _check_served(self, served: int, produced: int) -> None:
-        if served != self.rank_kept or (self.rank_batches is not None and produced != self.rank_batches):
+        if served != self.rank_kept or produced != self.rank_batches:
             source = "litdata's split changed" if self.plan is not None else "the dataset yielded other samples"
             raise RuntimeError(
                 f"rank {self.rank} streamed {served} kept samples in {produced} batches in epoch {self.cursor.epoch}, "
@@ -167,11 +167,8 @@ def streamed_epoch_loader(
         keep = np.zeros(selection.num_samples, dtype=bool)
         keep[selection.indices.numpy()] = True
         plan = epoch_stream.kept_per_worker(keep)
-    total = None
-    if plan is not None:
-        total = int(np.ceil(plan / batch_size).sum(axis=1).max())
-    elif workers == 0:
-        total = math.ceil(len(selection) / batch_size)
+    kept_per_rank = plan.sum(axis=1) if plan is not None else np.asarray([len(selection)])
+    total = int(np.ceil(kept_per_rank / batch_size).max())  # the busiest rank's batches
     stream_cursor = StreamCursor(
         cursor.epoch,
         cursor.batches,
@@ -180,9 +177,9 @@ def streamed_epoch_loader(
         cursor.resume_batches,
         total=total,
         kept=len(selection),
-        capacity=None if total is None else total * batch_size,
+        capacity=total * batch_size,
     )
-    if total is not None and stream_cursor.batches >= total:
+    if stream_cursor.batches >= total:
         stream_cursor.position = stream_cursor.kept
     dm.cursor = stream_cursor
     return StreamedEpochLoader(dm, selection, stream_cursor, epoch_stream, plan, rank), selection
