@@ -4,12 +4,15 @@
 For a litdata source the kept count of every rank and worker is planned before the epoch, so the loader
 knows its exact length and, under DDP, adds zero-weight batches (index -1: never scored, no gradient) to a
 rank whose share of the kept samples makes fewer batches, so every rank runs the same number of steps.
-At the end of the stream it checks that this rank served its planned kept samples, each exactly once.
+The workers' full batches come first, then their remainders batched together (``ceil(kept / batch_size)``
+batches per rank). At the end of the stream it checks that this rank served its planned kept samples,
+each exactly once.
 
 Mid-epoch resume: the checkpoint holds the epoch's selection and the batches trained (the datamodule's
 ``epoch_in_progress``). The resumed loader streams the epoch again in the same order and skips those
 batches before they reach the model: nothing is trained twice or missed, and the order after the resume is
-the uninterrupted run's. The skipped part is read again (a resume costs I/O, not compute).
+the uninterrupted run's. The skipped part is read and collated again, never trained (a resume repeats
+I/O, not model compute).
 """
 
 from __future__ import annotations
