@@ -64,8 +64,8 @@ def litdata_sample_count(dataset: Any) -> int:
     if sizes != top or bottom != 0:
         raise ValueError(
             f"{type(dataset).__name__} serves {sizes} samples whose indices span [{bottom}, {top}): pruning scores "
-            "samples by their global index, which must run from 0 without gaps. Build the dataset without "
-            "`subsample` (or optimize the subset into its own folder)."
+            "samples by their global index, which must run from 0 without gaps. Optimize the samples you train "
+            "on into their own folder."
         )
     return sizes
 
