@@ -54,8 +54,11 @@ class TinyNet(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.tanh(self.body(x)))
 
+    def per_sample_loss(self, batch: dict) -> torch.Tensor:
+        return F.cross_entropy(self(batch["x"]), batch["y"], reduction="none")
+
     def training_step(self, batch: dict, batch_idx: int) -> dict:
-        return pruned_loss(self, F.cross_entropy(self(batch["x"]), batch["y"], reduction="none"))
+        return pruned_loss(self, self.per_sample_loss(batch))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=self.lr)

@@ -15,7 +15,7 @@ from stream_helpers import N_SAMPLES, fit_streamed, make_item, optimize_dataset
 from test_resume import SaveAt
 from torch.utils.data import IterableDataset, get_worker_info
 
-from lightning_ted import DynamicPruningDataModule, InfoBatch
+from lightning_ted import TED, DynamicPruningDataModule, InfoBatch
 
 litdata = pytest.importorskip("litdata")
 pytestmark = pytest.mark.slow
@@ -212,3 +212,15 @@ def test_user_wraps_a_datamodule_whose_train_loader_streams(optimized):
     with pytest.raises(TypeError, match="directly") as err:
         fit_streamed(None, epochs=1, datamodule=Streams())
     assert "StreamingDataset" in str(err.value) and "id_column" in str(err.value)
+
+
+def test_teds_pruned_reference_reads_pruned_samples_of_a_streaming_dataset(optimized):
+    dm, rec, _, _ = fit_streamed(_streaming(optimized), epochs=3, method=TED(reference="pruned", reference_size=64))
+    epoch, grad_w, _ = dm.method.references.pruned
+    assert epoch == 2 and grad_w is not None and torch.isfinite(grad_w).all()  # read by index from litdata
+    _check_each_kept_sample_once(dm, rec, 3)
+
+
+def test_user_asks_teds_pruned_reference_of_an_id_column_iterable():
+    with pytest.raises(TypeError, match="reference='batch'"):
+        fit_streamed(_IdStream(N_SAMPLES), epochs=2, id_column="id", method=TED(reference="pruned"))
