@@ -32,12 +32,9 @@ from lightning_ted.resume import EpochCursor
 from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
 from lightning_ted.selection import Selection, epoch_generator
 from lightning_ted.state import Observations, ScoreState, gather_observations
-from lightning_ted.wrapping import (
-    HookWarningScope,
-    adopt_train_loader,
-    call_batch_hook,
-    check_map_style,
-)
+from lightning_ted.streaming.epoch import streamed_epoch_loader
+from lightning_ted.streaming.sources import train_source
+from lightning_ted.wrapping import HookWarningScope, adopt_train_loader, call_batch_hook
 
 
 class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSource, *DATAMODULE_BASES):
@@ -59,6 +56,11 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         device_resident: serve the train batches from a ``TensorDataset`` moved to the training device once,
             shuffled and gathered there by tensor ops (no workers, no per-sample Python; same batches as
             the standard loader). ``None`` (default): only when its tensors already live on an accelerator.
+        stream: for a litdata ``StreamingDataset``, stream it in litdata's order and drop pruned samples in the
+            stream (``None``/``True``, default) or read it by index like a map-style dataset (``False``); see
+            :mod:`lightning_ted.streaming`.
+        id_column: for another ``IterableDataset`` (with ``__len__``), the key or position of each item's stable
+            sample id in ``[0, len)``; such a dataset is streamed like a ``StreamingDataset``.
 
     A fit without ``ckpt_path`` on a new Trainer starts from fresh scores, so one datamodule can serve
     several runs; a ``TEDPruningCallback`` is added to a Trainer that lists none.
@@ -82,6 +84,8 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         prefetch_factor: int | None = None,
         seed: int = 0,
         device_resident: bool | None = None,
+        stream: bool | None = None,
+        id_column: str | int | None = None,
     ) -> None:
         super().__init__()
         if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
@@ -91,8 +95,9 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         self._resident: tuple | None = None  # (dataset tensors, their copies on the device)
         if (train_dataset is None) == (datamodule is None):
             raise ValueError("give exactly one of train_dataset or datamodule to DynamicPruningDataModule")
+        self.stream_source = None  # streaming/sources.py: set for a streamed (iterable) training set
         if train_dataset is not None:
-            check_map_style(train_dataset)
+            train_dataset, self.stream_source = train_source(train_dataset, stream, id_column)
         self.train_dataset = train_dataset
         self.inner = datamodule
         restore_own_hparams(datamodule)  # under LightningCLI it was handed this wrapper's (nesting.py)
@@ -146,7 +151,8 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
                     setattr(self, name, value)
             check_device_resident_options(self.device_resident, self.num_workers, self.collate_fn, adopted=True)
         if self.state is None:
-            self.state = ScoreState(len(self.train_dataset), aux=self.method.uses_aux)
+            n = self.stream_source.num_samples if self.stream_source is not None else len(self.train_dataset)
+            self.state = ScoreState(n, aux=self.method.uses_aux)
         if trainer is not None:
             self.schedule.follow(trainer.max_epochs)
             self.method.bind(self.schedule.max_epochs)
@@ -174,7 +180,8 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
         resume = self._interrupted is not None and self._interrupted[0].epoch == epoch
         self.cursor = copy(self._interrupted[0]) if resume else EpochCursor(epoch)
-        loader, self.trained_selection = epoch_loader(self, selection, self.cursor, world, rank)
+        build = epoch_loader if self.stream_source is None else streamed_epoch_loader  # streaming/: an iterable set
+        loader, self.trained_selection = build(self, selection, self.cursor, world, rank)
         return loader
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -248,7 +255,7 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         world = self.trainer.world_size if self.trainer is not None else 1
         if world == 1 or self.current_selection is None or not torch.distributed.is_initialized():
             return obs
-        capacity = math.ceil(len(self.current_selection) / world)
+        capacity = getattr(self.cursor, "capacity", None) or math.ceil(len(self.current_selection) / world)
         strategy = self.trainer.strategy
         return gather_observations(obs, capacity, lambda t: strategy.all_gather(t.to(strategy.root_device)))
 

@@ -16,7 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
+from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset, default_collate
 
 from lightning_ted.selection import Selection
 
@@ -61,6 +61,12 @@ def _batches(dataset: Dataset, indices: Tensor, batch_size: int, collate_fn: Any
         for chunk in indices.split(batch_size):
             yield [t[chunk] for t in dataset.tensors]
         return
+    if isinstance(dataset, IterableDataset) and type(dataset).__getitem__ is Dataset.__getitem__:
+        raise TypeError(
+            f"the re-scoring pass reads pruned samples by index, but {type(dataset).__name__} is an iterable "
+            "dataset without random access; use TED(reference='batch') or 'ema', or litdata's StreamingDataset "
+            "(which reads samples by index too)."
+        )
     subset = torch.utils.data.Subset(dataset, indices.tolist())
     yield from DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn or default_collate)
 

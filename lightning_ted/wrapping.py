@@ -35,7 +35,9 @@ def check_map_style(dataset: Any) -> None:
     if isinstance(dataset, IterableDataset):
         raise TypeError(
             f"{type(dataset).__name__} is an IterableDataset; dynamic pruning must address samples by index. "
-            "Use a map-style Dataset (__getitem__ and __len__), e.g. materialise or shard it into one."
+            "Pass it to DynamicPruningDataModule directly (not inside a wrapped DataModule's loader): litdata's "
+            "StreamingDataset streams with its global indices, another iterable with __len__ with id_column='<key>' "
+            "naming each item's id; or use a map-style Dataset (__getitem__ and __len__)."
         )
     if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
         raise TypeError(
