@@ -90,15 +90,5 @@ def run_cli(args: list[str] | None = None) -> TEDCLI:
     )
 
 
-def main() -> None:
-    """Entry point of the ``lightning-ted`` console script (returns nothing, so the exit status is 0).
-    ``lightning-ted frontier ...`` is the frontier command (:mod:`lightning_ted.frontier.command`)."""
-    if len(sys.argv) > 1 and sys.argv[1] == "frontier":
-        from lightning_ted.frontier.command import main as frontier_main
-
-        sys.exit(frontier_main(sys.argv[2:]))
-    run_cli()
-
-
 if __name__ == "__main__":
-    main()
+    run_cli()

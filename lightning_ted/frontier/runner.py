@@ -63,7 +63,7 @@ _PARSER: list = []  # the CLI parser of this process, built by the first run
 def _run_cli(config: dict):
     """The config's trainer, model and datamodule through the ``lightning-ted`` CLI, its parser built once
     per process (building it is most of a run's instantiation time; each run only parses its config)."""
-    from lightning_ted.cli import TEDCLI, TEDArgumentParser  # the CLI imports this package lazily
+    from lightning_ted.cli import TEDCLI, TEDArgumentParser  # deferred: building the CLI imports Lightning's
 
     class RunCLI(TEDCLI):
         def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
