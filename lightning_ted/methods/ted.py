@@ -24,10 +24,10 @@ from lightning_ted.pps import positive_size, pps_selection, within_cohorts
 from lightning_ted.pruned_reference import require_loss_method
 from lightning_ted.selection import Selection, lowest_k_mask, random_drop_selection, stale_protected_selection
 from lightning_ted.state import Observations, ScoreState
-from lightning_ted.taylor import SCORE_VARIANTS
+from lightning_ted.taylor import SCORE_VARIANTS, grad_sq_norms, self_terms
 
 REFERENCES = ("batch", "ema", "pruned", "all")
-SCORES = (*SCORE_VARIANTS, "grad_norm")
+SCORES = (*SCORE_VARIANTS, "grad_norm", "horizon", "ig")
 SELECTIONS = ("drop", "pps")
 PPS_TRANSFORMS = ("value", "rank")
 GATES = (None, "mean_loss")
@@ -146,8 +146,10 @@ class TED(PruningMethod):
             )
         self.selection, self.pps_transform, self.pi_min = selection, pps_transform, pi_min
         self.gate, self.compare = gate, compare
+        if score == "ig" and gate is not None:
+            raise ValueError("score='ig' keeps each sample's expected loss where the gate keeps its last loss; use one")
         self.head_statistic = "grand" if score == "grad_norm" else "taylor"
-        self.uses_aux = gate is not None  # the last loss, for the gate
+        self.uses_aux = gate is not None or score == "ig"  # the gate's last loss; ig's expected loss
         self.exact_kept_count = gate is None
         self.reference_size = int(reference_size)
         self.score = score
@@ -162,7 +164,8 @@ class TED(PruningMethod):
                 f"{normalize!r}"
             )
         self.normalize = normalize
-        self.references = TEDReference(reference, score, self.ema_decay, self.reference_size)
+        ref_score = "cross" if score == "horizon" else "igd" if score == "ig" else score
+        self.references = TEDReference(reference, ref_score, self.ema_decay, self.reference_size)
 
     # ------------------------------------------------------------------ run hooks (the callback calls them)
     def start_fit(self, pl_module: Any, fresh: bool) -> None:
@@ -183,9 +186,14 @@ class TED(PruningMethod):
         h, delta = step.capture.per_sample_delta(step.loss_grad)
         weights = step.weight.to(delta.device, torch.float32)
         bias = step.capture.head.bias is not None
-        values = self.references.values(h, delta, weights, bias, step.selection.actual_ratio)
+        if self.score == "ig":  # the own step's first-order decrease of the loss, w_k |g_k|^2 / B
+            values = self_terms(h, delta, weights, bias)
+        else:
+            values = self.references.values(h, delta, weights, bias, step.selection.actual_ratio)
         if self.score in ("ratio", "cosine"):  # scale-free variants
             return values
+        if self.score == "horizon":  # the sample's own share of the full-data loss: |g_k|^2 / N
+            values = values + grad_sq_norms(h, delta, bias) / step.selection.num_samples
         # eta <g_k, .>: the first-order loss change of one step; a tensor lr stays a tensor (float() would sync)
         return (step.lr if isinstance(step.lr, Tensor) else float(step.lr)) * values
 
@@ -300,9 +308,27 @@ class TED(PruningMethod):
 
     def update(self, state: ScoreState, obs: Observations, epoch: int) -> None:
         """Polyak update of the score; with a gate, ``state.aux`` also takes each visit's last loss."""
+        if self.score == "ig":
+            return internal_generalization_update(state, obs, epoch, self.alpha)
         if self.gate is None:
             return super().update(state, obs, epoch)
         idx, values, fresh = state.visit(obs.index, torch.stack([obs.term, obs.loss], dim=1), epoch)
         a = self.alpha
         state.score[idx] = torch.where(fresh, values[:, 0], a * state.score[idx] + (1.0 - a) * values[:, 0])
         state.aux[idx] = values[:, 1]
+
+
+def internal_generalization_update(state: ScoreState, obs: Observations, epoch: int, alpha: float) -> None:
+    """``score="ig"``: the change of each sample's loss between its visits that the other samples caused.
+
+    ``state.aux`` holds the loss expected right after the last visit (its loss minus its own step's
+    first-order decrease ``eta w_k |g_k|^2 / B``, the visit's ``term``); the next visit's loss minus that
+    is what the rest of the data did to the sample meanwhile (negative: it generalizes to it). Polyak
+    smoothed; a sample stays unscored (+inf, never dropped) until its second visit.
+    """
+    idx, values, fresh = state.visit(obs.index, torch.stack([obs.term, obs.loss], dim=1), epoch)
+    change = values[:, 1] - state.aux[idx]
+    old = state.score[idx]
+    smoothed = torch.where(torch.isfinite(old), alpha * old + (1.0 - alpha) * change, change)
+    state.score[idx] = torch.where(fresh, old, smoothed)
+    state.aux[idx] = values[:, 1] - values[:, 0]

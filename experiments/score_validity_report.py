@@ -1,0 +1,154 @@
+"""Tables and figure of ``score_validity.py`` from its JSONL cache (``--report-only`` calls this alone)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import torch
+
+#: rules whose score sum is another rule's (same state): left out of the mask table.
+SAME_SUMS = ("random", "infobatch", "ted_top", "ted_gated")
+METRICS = (("val_loss", "Δ val loss", 4), ("train_loss", "Δ train loss", 4), ("val_acc", "Δ val acc", 2))
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+    return statistics.fmean(values), se
+
+
+def _fmt(m: float, se: float, digits: int) -> str:
+    return f"{m:+.{digits}f} ± {se:.{digits}f}"
+
+
+def deltas(rows: list[dict], phase: int, frac: float, kind: str) -> dict[str, dict[int, dict[str, float]]]:
+    """rule -> seed -> metric -> change against full data at the same epochs."""
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for r in rows:
+        if r.get("kind") == kind and r["phase"] == phase and r["frac"] == frac:
+            out.setdefault(r["rule"], {})[r["seed"]] = {m: r[m] - r[f"full_{m}"] for m, _, _ in METRICS}
+    return out
+
+
+def phase_table(rows: list[dict], phase: int, frac: float, kind: str) -> tuple[list[str], dict[str, float]]:
+    """Markdown rows for one (phase, fraction, kind), sorted by Δ val loss; and the mean Δ val loss per rule."""
+    d = deltas(rows, phase, frac, kind)
+    rand = deltas(rows, phase, frac, "lowest").get("random", {})
+    means: dict[str, float] = {}
+    lines = []
+    for rule, per_seed in d.items():
+        seeds = sorted(per_seed)
+        cells = []
+        for m, _, digits in METRICS:
+            mean, se = _mean_se([per_seed[s][m] for s in seeds])
+            cells.append(_fmt(mean, se, digits))
+            if m == "val_loss":
+                means[rule] = mean
+        paired = [per_seed[s]["val_loss"] - rand[s]["val_loss"] for s in seeds if s in rand]
+        pm, pse = _mean_se(paired)
+        rm = statistics.fmean(rand[s]["val_loss"] for s in seeds if s in rand) if paired else math.nan
+        ratio = means[rule] / rm if rm and not math.isnan(rm) else math.nan
+        lines.append((means[rule], f"| {rule} | {' | '.join(cells)} | {_fmt(pm, pse, 4)} | {ratio:.2f} | {len(seeds)} |"))
+    lines.sort(key=lambda t: t[0])
+    return [text for _, text in lines], means
+
+
+def mask_table(rows: list[dict]) -> list[str]:
+    masks = [r for r in rows if r.get("kind") == "mask"]
+    if len(masks) < 3:
+        return []
+    out = [
+        f"Random 30% drop masks at epoch {masks[0]['phase']} (seed {masks[0]['seed']}, {len(masks)} masks): correlation "
+        "of the measured cost with the sum of each rule's scores over the mask (Pearson r; Spearman ρ).",
+        "",
+        "| rule | r (val loss) | ρ (val loss) | r (train loss) | ρ (train loss) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    cost_v = torch.tensor([r["cost_val_loss"] for r in masks], dtype=torch.float64)
+    cost_t = torch.tensor([r["cost_train_loss"] for r in masks], dtype=torch.float64)
+    res = []
+    for rule in masks[0]["sums"]:
+        if rule in SAME_SUMS:
+            continue
+        s = torch.tensor([r["sums"][rule] for r in masks], dtype=torch.float64)
+        cells = [f(s, c) for c in (cost_v, cost_t) for f in (_pearson, _spearman)]
+        res.append((-abs(cells[0]) if not math.isnan(cells[0]) else 0.0, rule, cells))
+    for _, rule, c in sorted(res):
+        out.append(f"| {rule} | {c[0]:+.3f} | {c[1]:+.3f} | {c[2]:+.3f} | {c[3]:+.3f} |")
+    sd = cost_v.std().item()
+    out += ["", f"Mask costs (val loss): mean {cost_v.mean():+.5f}, sd {sd:.5f}."]
+    return out
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    if a.std() == 0 or b.std() == 0:
+        return math.nan
+    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+
+def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    return _pearson(a.argsort().argsort().double(), b.argsort().argsort().double())
+
+
+def targets(rows: list[dict], phases: tuple[int, ...]) -> list[str]:
+    """The issue's mechanism target per phase: TED's default drop set (lowest 30%) vs last loss and random/2."""
+    out = ["| phase | ted Δ val loss | loss | random | ted ≤ loss | ted ≤ random/2 | best rule |", "|---|---:|---:|---:|---|---|---|"]
+    for p in phases:
+        _, means = phase_table(rows, p, 0.3, "lowest")
+        if not {"ted", "loss", "random"} <= means.keys():
+            continue
+        t, lo, ra = means["ted"], means["loss"], means["random"]
+        best = min((v, k) for k, v in means.items())
+        out.append(f"| {p} | {t:+.4f} | {lo:+.4f} | {ra:+.4f} | {'yes' if t <= lo else 'no'} | "
+                   f"{'yes' if t <= ra / 2 else 'no'} | {best[1]} ({best[0]:+.4f}) |")
+    return out
+
+
+def report(task, rows: list[dict], out: Path) -> str:
+    head = ("| rule | Δ val loss | Δ train loss | Δ val acc | Δ val loss vs random (paired) | ÷ random | seeds |\n"
+            "|---|---:|---:|---:|---:|---:|---:|")
+    lines = [f"# Score validity: {task.name}", "",
+             f"{task.dataset} {task.n_train} train / {task.n_val} validation, {task.model.upper()}, SGD lr {task.lr} "
+             f"(Nesterov 0.9, wd 5e-4, cosine over {task.total_epochs} epochs), batch {task.batch_size}. From the "
+             f"full-data checkpoint at each phase, each rule's drop set is removed for H = {task.horizon} epochs "
+             "(same order and LR); changes against the same epochs on full data, mean ± SE over paired seeds. "
+             "`python experiments/score_validity.py --report-only` regenerates this file.", ""]
+    lines += ["## Targets (lowest 30%, Δ val loss)", ""] + targets(rows, task.phases) + [""]
+    for p in task.phases:
+        for frac, kind in ((0.3, "lowest"), (0.5, "lowest"), (0.3, "own")):
+            body, _ = phase_table(rows, p, frac, kind)
+            if body:
+                what = f"lowest {int(frac * 100)}% removed" if kind == "lowest" else "own selection at ratio 0.3 (its weights)"
+                lines += [f"## Epoch {p}: {what}", "", head, *body, ""]
+    lines += mask_table(rows)
+    text = "\n".join(lines) + "\n"
+    (out / f"score_validity_{task.name}.md").write_text(text)
+    _figure(task, rows, out / f"score_validity_{task.name}.png")
+    return text
+
+
+def _figure(task, rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables = [phase_table(rows, p, 0.3, "lowest")[1] for p in task.phases]
+    rules = sorted({r for t in tables for r in t}, key=lambda r: tables[1].get(r, tables[0].get(r, 0.0)))
+    if not rules:
+        return
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(task.phases)
+    for i, (p, t) in enumerate(zip(task.phases, tables)):
+        ax.bar([j + i * width for j in range(len(rules))], [t.get(r, math.nan) for r in rules], width, label=f"epoch {p}")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(rules))], rules, rotation=60, ha="right")
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_ylabel(f"Δ val loss after {task.horizon} epochs")
+    ax.set_title(f"{task.name}: cost of removing each rule's lowest 30%")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
