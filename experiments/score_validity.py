@@ -108,7 +108,9 @@ def train_epoch(model, opt, task, x, y, epoch, seed, weights, tracker=None) -> N
 @torch.no_grad()
 def evaluate(model, x, y, xv, yv) -> dict[str, float]:
     model.eval()
-    train_loss = sum(F.cross_entropy(model(c), t, reduction="sum").item() for c, t in zip(x.split(2048), y.split(2048)))
+    train_loss = sum(
+        F.cross_entropy(model(c), t, reduction="sum").item() for c, t in zip(x.split(2048), y.split(2048), strict=True)
+    )
     logits = torch.cat([model(c) for c in xv.split(2048)])
     return {
         "train_loss": train_loss / x.shape[0],
@@ -187,13 +189,25 @@ def run_task(task: Task, seeds: list[int], cache: Path, masks: int) -> None:
                     weights = (~r.drop_mask(frac, gen)).float()
                 t1 = time.time()
                 m = continue_run(task, snap, data, seed, phase, weights)
-                rec = dict(task=task.name, seed=seed, phase=phase, rule=rule, frac=frac, kind=kind,
-                           dropped=float((weights == 0).float().mean()), mean_weight=float(weights[weights > 0].mean()),
-                           **m, **{f"full_{k}": v for k, v in ref.items()}, seconds=time.time() - t1)
+                rec = dict(
+                    task=task.name,
+                    seed=seed,
+                    phase=phase,
+                    rule=rule,
+                    frac=frac,
+                    kind=kind,
+                    dropped=float((weights == 0).float().mean()),
+                    mean_weight=float(weights[weights > 0].mean()),
+                    **m,
+                    **{f"full_{k}": v for k, v in ref.items()},
+                    seconds=time.time() - t1,
+                )
                 append(cache, rec)
-                print(f"  phase {phase} {rule:14s} {kind:6s} {frac:.1f}: dval_loss "
-                      f"{m['val_loss'] - ref['val_loss']:+.4f} dtrain {m['train_loss'] - ref['train_loss']:+.4f}",
-                      flush=True)
+                print(
+                    f"  phase {phase} {rule:14s} {kind:6s} {frac:.1f}: dval_loss "
+                    f"{m['val_loss'] - ref['val_loss']:+.4f} dtrain {m['train_loss'] - ref['train_loss']:+.4f}",
+                    flush=True,
+                )
         if masks and seed == seeds[0]:
             mask_regression(task, data, seed, snaps[task.phases[1]], after[task.phases[1]], masks, cache)
 
@@ -210,9 +224,19 @@ def mask_regression(task, data, seed, snap, ref, n_masks, cache) -> None:
             s = r.method.importance(r.state) if r.read == "importance" else r.state.score
             s = torch.where(torch.isfinite(s), s, 0.0)
             sums[name] = float(s[drop].double().sum())
-        append(cache, dict(task=task.name, seed=seed, phase=phase, kind="mask", mask=i,
-                           cost_val_loss=m["val_loss"] - ref["val_loss"],
-                           cost_train_loss=m["train_loss"] - ref["train_loss"], sums=sums))
+        append(
+            cache,
+            dict(
+                task=task.name,
+                seed=seed,
+                phase=phase,
+                kind="mask",
+                mask=i,
+                cost_val_loss=m["val_loss"] - ref["val_loss"],
+                cost_train_loss=m["train_loss"] - ref["train_loss"],
+                sums=sums,
+            ),
+        )
 
 
 def read_cache(path: Path) -> list[dict]:

@@ -51,7 +51,9 @@ def phase_table(rows: list[dict], phase: int, frac: float, kind: str) -> tuple[l
         pm, pse = _mean_se(paired)
         rm = statistics.fmean(rand[s]["val_loss"] for s in seeds if s in rand) if paired else math.nan
         ratio = means[rule] / rm if rm and not math.isnan(rm) else math.nan
-        lines.append((means[rule], f"| {rule} | {' | '.join(cells)} | {_fmt(pm, pse, 4)} | {ratio:.2f} | {len(seeds)} |"))
+        lines.append(
+            (means[rule], f"| {rule} | {' | '.join(cells)} | {_fmt(pm, pse, 4)} | {ratio:.2f} | {len(seeds)} |")
+        )
     lines.sort(key=lambda t: t[0])
     return [text for _, text in lines], means
 
@@ -61,8 +63,8 @@ def mask_table(rows: list[dict]) -> list[str]:
     if len(masks) < 3:
         return []
     out = [
-        f"Random 30% drop masks at epoch {masks[0]['phase']} (seed {masks[0]['seed']}, {len(masks)} masks): correlation "
-        "of the measured cost with the sum of each rule's scores over the mask (Pearson r; Spearman ρ).",
+        f"Random 30% drop masks at epoch {masks[0]['phase']} (seed {masks[0]['seed']}, {len(masks)} masks): "
+        "correlation of the measured cost with the sum of each rule's scores over the mask (Pearson r; Spearman ρ).",
         "",
         "| rule | r (val loss) | ρ (val loss) | r (train loss) | ρ (train loss) |",
         "|---|---:|---:|---:|---:|",
@@ -95,33 +97,48 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def targets(rows: list[dict], phases: tuple[int, ...]) -> list[str]:
     """The issue's mechanism target per phase: TED's default drop set (lowest 30%) vs last loss and random/2."""
-    out = ["| phase | ted Δ val loss | loss | random | ted ≤ loss | ted ≤ random/2 | best rule |", "|---|---:|---:|---:|---|---|---|"]
+    out = [
+        "| phase | ted Δ val loss | loss | random | ted ≤ loss | ted ≤ random/2 | best rule |",
+        "|---|---:|---:|---:|---|---|---|",
+    ]
     for p in phases:
         _, means = phase_table(rows, p, 0.3, "lowest")
         if not {"ted", "loss", "random"} <= means.keys():
             continue
         t, lo, ra = means["ted"], means["loss"], means["random"]
         best = min((v, k) for k, v in means.items())
-        out.append(f"| {p} | {t:+.4f} | {lo:+.4f} | {ra:+.4f} | {'yes' if t <= lo else 'no'} | "
-                   f"{'yes' if t <= ra / 2 else 'no'} | {best[1]} ({best[0]:+.4f}) |")
+        out.append(
+            f"| {p} | {t:+.4f} | {lo:+.4f} | {ra:+.4f} | {'yes' if t <= lo else 'no'} | "
+            f"{'yes' if t <= ra / 2 else 'no'} | {best[1]} ({best[0]:+.4f}) |"
+        )
     return out
 
 
 def report(task, rows: list[dict], out: Path) -> str:
-    head = ("| rule | Δ val loss | Δ train loss | Δ val acc | Δ val loss vs random (paired) | ÷ random | seeds |\n"
-            "|---|---:|---:|---:|---:|---:|---:|")
-    lines = [f"# Score validity: {task.name}", "",
-             f"{task.dataset} {task.n_train} train / {task.n_val} validation, {task.model.upper()}, SGD lr {task.lr} "
-             f"(Nesterov 0.9, wd 5e-4, cosine over {task.total_epochs} epochs), batch {task.batch_size}. From the "
-             f"full-data checkpoint at each phase, each rule's drop set is removed for H = {task.horizon} epochs "
-             "(same order and LR); changes against the same epochs on full data, mean ± SE over paired seeds. "
-             "`python experiments/score_validity.py --report-only` regenerates this file.", ""]
+    head = (
+        "| rule | Δ val loss | Δ train loss | Δ val acc | Δ val loss vs random (paired) | ÷ random | seeds |\n"
+        "|---|---:|---:|---:|---:|---:|---:|"
+    )
+    lines = [
+        f"# Score validity: {task.name}",
+        "",
+        f"{task.dataset} {task.n_train} train / {task.n_val} validation, {task.model.upper()}, SGD lr {task.lr} "
+        f"(Nesterov 0.9, wd 5e-4, cosine over {task.total_epochs} epochs), batch {task.batch_size}. From the "
+        f"full-data checkpoint at each phase, each rule's drop set is removed for H = {task.horizon} epochs "
+        "(same order and LR); changes against the same epochs on full data, mean ± SE over paired seeds. "
+        "`python experiments/score_validity.py --report-only` regenerates this file.",
+        "",
+    ]
     lines += ["## Targets (lowest 30%, Δ val loss)", ""] + targets(rows, task.phases) + [""]
     for p in task.phases:
         for frac, kind in ((0.3, "lowest"), (0.5, "lowest"), (0.3, "own")):
             body, _ = phase_table(rows, p, frac, kind)
             if body:
-                what = f"lowest {int(frac * 100)}% removed" if kind == "lowest" else "own selection at ratio 0.3 (its weights)"
+                what = (
+                    f"lowest {int(frac * 100)}% removed"
+                    if kind == "lowest"
+                    else "own selection at ratio 0.3 (its weights)"
+                )
                 lines += [f"## Epoch {p}: {what}", "", head, *body, ""]
     lines += mask_table(rows)
     text = "\n".join(lines) + "\n"
@@ -142,8 +159,10 @@ def _figure(task, rows: list[dict], path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / len(task.phases)
-    for i, (p, t) in enumerate(zip(task.phases, tables)):
-        ax.bar([j + i * width for j in range(len(rules))], [t.get(r, math.nan) for r in rules], width, label=f"epoch {p}")
+    for i, (p, t) in enumerate(zip(task.phases, tables, strict=True)):
+        ax.bar(
+            [j + i * width for j in range(len(rules))], [t.get(r, math.nan) for r in rules], width, label=f"epoch {p}"
+        )
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(rules))], rules, rotation=60, ha="right")
     ax.axhline(0, color="black", lw=0.5)
     ax.set_ylabel(f"Δ val loss after {task.horizon} epochs")
