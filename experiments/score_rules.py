@@ -16,15 +16,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lightning_ted.methods import EL2N, TED, Forgetting, InfoBatch, PruningMethod, RandomSubset
+from lightning_ted.methods import EL2N, Forgetting, InfoBatch, PruningMethod, RandomSubset
 from lightning_ted.methods.base import HeadStep
+from lightning_ted.research import TEDVariant
 from lightning_ted.selection import Selection, epoch_generator, lowest_k_mask
 from lightning_ted.state import ScoreState
 from lightning_ted.taylor import HeadCapture
 
 
-def _ted(**kw) -> TED:
-    return TED(**kw)
+def _ted(**kw) -> TEDVariant:
+    return TEDVariant(**kw)
 
 
 #: name -> (method factory, how its drop set is read: "score" lowest, "top" highest, "gated", "infobatch",
@@ -75,7 +76,7 @@ class Rule:
         elif self.read == "top":
             score = torch.where(torch.isfinite(score), -score, math.inf)
         elif self.read == "gated":
-            score = self.method._gated(st, score)
+            score = self.method.gated(st, score)
         elif self.read == "infobatch":  # a uniform draw among the below-mean losses (all of them if fewer)
             mean = score[torch.isfinite(score)].mean()
             score = torch.where(score < mean, torch.rand(n, generator=generator), math.inf)
@@ -109,7 +110,8 @@ class ScoreTracker:
 
     def start_epoch(self, model: nn.Module, x: Tensor, y: Tensor, epoch: int, seed: int) -> None:
         """The ``pruned`` reference: mean head gradient over a uniform subsample (forward-only)."""
-        teds = [r.method for r in self.rules if isinstance(r.method, TED) and r.method.references.needs_forward_pass]
+        teds = [r.method for r in self.rules if isinstance(r.method, TEDVariant)]
+        teds = [m for m in teds if m.references.needs_forward_pass]
         if not teds:
             return
         idx = torch.randperm(self.n, generator=epoch_generator(seed, epoch, stream=3))[: self.ref_size]
