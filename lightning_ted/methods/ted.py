@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, HeadStep, PruningMethod
-from lightning_ted.methods.ted_scores import SCALE_FREE, head_score, internal_generalization_update
+from lightning_ted.methods.ted_scores import SCALE_FREE, head_score
 from lightning_ted.selection import Selection, random_drop_selection, stale_protected_selection
 from lightning_ted.state import Observations, ScoreState
 from lightning_ted.taylor import batch_reference
@@ -77,7 +77,6 @@ class TED(PruningMethod):
         self.score, self.alpha, self.q = score, float(alpha), float(q)
         self.max_staleness, self.normalize, self.max_weight = max_staleness, normalize, max_weight
         self.head_statistic = "grand" if score == "grad_norm" else "taylor"
-        self.uses_aux = score == "ig"  # the loss expected after the last visit
 
     @staticmethod
     def _score_hint(score: str) -> str:
@@ -112,12 +111,6 @@ class TED(PruningMethod):
 
     def observation_value(self, obs: Observations) -> Tensor:
         return obs.term
-
-    def update(self, state: ScoreState, obs: Observations, epoch: int) -> None:
-        """Polyak update of the score (``"ig"``: of the loss change between visits)."""
-        if self.score == "ig":
-            return internal_generalization_update(state, obs, epoch, self.alpha)
-        return super().update(state, obs, epoch)
 
     # ------------------------------------------------------------------ selection
     def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, HeadStep
 from lightning_ted.methods.ted import TED
-from lightning_ted.methods.ted_scores import ALL_SCORES, head_score
+from lightning_ted.methods.ted_scores import ALL_SCORES, head_score, internal_generalization_update
 from lightning_ted.pps import positive_size, pps_selection, within_cohorts
 from lightning_ted.pruned_reference import require_loss_method
 from lightning_ted.research.ted_reference import TEDReference
@@ -90,7 +90,7 @@ class TEDVariant(TED):
         self.selection, self.pps_transform, self.pi_min = selection, pps_transform, pi_min
         self.gate, self.compare, self.reference = gate, compare, reference
         self.ema_decay, self.reference_size = float(ema_decay), int(reference_size)
-        self.uses_aux = self.uses_aux or gate is not None  # the gate's last loss
+        self.uses_aux = gate is not None or score == "ig"  # the gate's last loss; ig's expected loss
         self.exact_kept_count = gate is None
         self.references = TEDReference(reference, self.ema_decay, self.reference_size)
 
@@ -190,8 +190,16 @@ class TEDVariant(TED):
         return lowest_k_mask(keys, s)
 
     # ------------------------------------------------------------------ scores
+    def expected_kept(self, num_samples: int, prune_ratio: float, epoch: int) -> int:
+        if self.score == "ig" and epoch == 1:
+            return num_samples  # "ig" scores a sample at its second visit: nothing is a candidate before
+        return super().expected_kept(num_samples, prune_ratio, epoch)
+
     def update(self, state: ScoreState, obs: Observations, epoch: int) -> None:
-        """TED's update; with a gate, ``state.aux`` also takes each visit's last loss."""
+        """TED's update; ``"ig"``: of the loss change between visits; with a gate, ``state.aux`` also takes
+        each visit's last loss."""
+        if self.score == "ig":
+            return internal_generalization_update(state, obs, epoch, self.alpha)
         if self.gate is None:
             return super().update(state, obs, epoch)
         idx, values, fresh = state.visit(obs.index, torch.stack([obs.term, obs.loss], dim=1), epoch)
