@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from score_rules import OWN_RULES, RULES, ScoreTracker
+from score_validity_report import append, read_cache, report, summary
 from torch import nn
 
 from lightning_ted.selection import epoch_generator
@@ -255,25 +255,7 @@ def mask_regression(task, data, seed, snap, ref, n_masks, cache) -> None:
         )
 
 
-def read_cache(path: Path, task: Task | None = None) -> list[dict]:
-    """The cached records (with ``task``: only its rules' runs, so a rule measured once and then dropped from
-    the task's list is not reported from fewer seeds)."""
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    if task is None or task.rules is None:
-        return rows
-    return [r for r in rows if r.get("kind") == "mask" or r["rule"] in task.rules]
-
-
-def append(path: Path, rec: dict) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(rec) + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
-    from score_validity_report import report, summary
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tasks", nargs="+", default=["mnist_mlp", "fashion"], choices=sorted(TASKS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -299,6 +281,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-__all__ = ["TASKS", "Task", "asdict", "main"]

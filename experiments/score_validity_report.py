@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
@@ -11,6 +12,22 @@ import torch
 #: rules whose score sum is another rule's (same state): left out of the mask table.
 SAME_SUMS = ("random", "infobatch", "ted_top", "ted_gated")
 METRICS = (("val_loss", "Δ val loss", 4), ("train_loss", "Δ train loss", 4), ("val_acc", "Δ val acc", 2))
+
+
+def read_cache(path: Path, task=None) -> list[dict]:
+    """The cached records (with ``task``: only its rules' runs, so a rule measured once and then dropped from
+    the task's list is not reported from fewer seeds)."""
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if task is None or task.rules is None:
+        return rows
+    return [r for r in rows if r.get("kind") == "mask" or r["rule"] in task.rules]
+
+
+def append(path: Path, rec: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(rec) + "\n")
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
