@@ -42,10 +42,12 @@ def _fmt(m: float, se: float, digits: int) -> str:
 
 
 def deltas(rows: list[dict], phase: int, frac: float, kind: str) -> dict[str, dict[int, dict[str, float]]]:
-    """rule -> seed -> metric -> change against full data at the same epochs."""
+    """rule -> seed -> metric -> change against full data at the same epochs. Only seeds whose random drop
+    set of that size was measured count (it runs last, so an interrupted seed is left out whole)."""
+    complete = {r["seed"] for r in rows if r.get("rule") == "random" and r["phase"] == phase and r["frac"] == frac}
     out: dict[str, dict[int, dict[str, float]]] = {}
     for r in rows:
-        if r.get("kind") == kind and r["phase"] == phase and r["frac"] == frac:
+        if r.get("kind") == kind and r["phase"] == phase and r["frac"] == frac and r["seed"] in complete:
             out.setdefault(r["rule"], {})[r["seed"]] = {m: r[m] - r[f"full_{m}"] for m, _, _ in METRICS}
     return out
 
