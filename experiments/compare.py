@@ -45,6 +45,7 @@ from lightning_ted import (
     pruned_loss,
 )
 from lightning_ted.observe.plots import plot_accuracy_vs_saved
+from lightning_ted.research import TEDVariant
 from lightning_ted.zoo.datasets import load_image_classification, load_sst2
 from lightning_ted.zoo.demo import timed_fit
 from lightning_ted.zoo.models import SmallCNN, TextCNN
@@ -170,7 +171,8 @@ def accuracy(net: nn.Module, data: TensorDataset, batch: int = 1000) -> float:
 
 
 def parse_method(spec: str):
-    """``"ted"`` or a variant such as ``"ted:score=cross,q=1"`` (constructor keywords after the colon)."""
+    """``"ted"`` or a variant such as ``"ted:score=cross,q=1"`` (constructor keywords after the colon; TED's
+    variants are built by the research class :class:`~lightning_ted.research.TEDVariant`)."""
     name, _, options = spec.partition(":")
     if not options:
         return build_method(name)
@@ -185,7 +187,7 @@ def parse_method(spec: str):
                 kwargs[key] = None
         except ValueError:
             kwargs[key] = value
-    return METHODS[name](**kwargs)
+    return (TEDVariant if name == "ted" else METHODS[name])(**kwargs)
 
 
 class PrunedNoise(Callback):

@@ -27,7 +27,7 @@ def require_loss_method(pl_module: L.LightningModule, reference: str) -> None:
     """Fail at setup, not mid-run, when the module cannot give losses for the re-scoring pass."""
     if not callable(getattr(pl_module, LOSS_METHOD, None)):
         raise AttributeError(
-            f"TED(reference={reference!r}) re-scores pruned samples with a forward-only pass and needs "
+            f"TEDVariant(reference={reference!r}) re-scores pruned samples with a forward-only pass and needs "
             f"{type(pl_module).__name__}.{LOSS_METHOD}(self, batch) returning one loss per sample "
             "(reduction='none'); define it (training_step can then call it too) or use reference='batch'."
         )
@@ -64,7 +64,8 @@ def _batches(dataset: Dataset, indices: Tensor, batch_size: int, collate_fn: Any
     if isinstance(dataset, IterableDataset) and type(dataset).__getitem__ is Dataset.__getitem__:
         raise TypeError(
             f"the re-scoring pass reads pruned samples by index, but {type(dataset).__name__} is an iterable "
-            "dataset without random access; use TED(reference='batch') or 'ema', or litdata's StreamingDataset "
+            "dataset without random access; use TED (its reference is the batch), TEDVariant(reference='batch') or "
+            "'ema', or litdata's StreamingDataset "
             "(which reads samples by index too)."
         )
     subset = torch.utils.data.Subset(dataset, indices.tolist())

@@ -20,7 +20,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from test_end_to_end import EpochRecorder  # noqa: E402
 from test_resume import SaveAt  # noqa: E402
 
-from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback  # noqa: E402
+from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback  # noqa: E402
+from lightning_ted.research import TEDVariant  # noqa: E402
 from lightning_ted.zoo.datasets import load_image_classification  # noqa: E402
 from lightning_ted.zoo.demo import ImageClassifier  # noqa: E402
 
@@ -35,7 +36,7 @@ def main(out: str, devices: int, batch_size: int, ckpt: str | None = None) -> No
     dm = DynamicPruningDataModule(
         full,
         # default: the per-rank EMA reference, so its checkpointing is tested too
-        method=TED(reference=os.environ.get("TED_REFERENCE", "ema"), reference_size=300),
+        method=TEDVariant(reference=os.environ.get("TED_REFERENCE", "ema"), reference_size=300),
         schedule=RollerCoasterSchedule(ratio=0.5, beta=0.5, anneal=0.0),
         test_dataset=test,
         batch_size=batch_size,

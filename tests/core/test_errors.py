@@ -17,6 +17,7 @@ from lightning_ted import (
     TEDPruningCallback,
     pruned_loss,
 )
+from lightning_ted.research import TEDVariant
 from lightning_ted.zoo.demo import ImageClassifier
 
 
@@ -118,7 +119,7 @@ def test_bad_method_options():
     with pytest.raises(ValueError, match="alpha must be in"):
         TED(alpha=1.0)
     with pytest.raises(ValueError, match="reference must be one of"):
-        TED(reference="global")
+        TEDVariant(reference="global")
     with pytest.raises(ValueError, match="unknown pruning method 'tedd'"):
         DynamicPruningDataModule(torch.utils.data.TensorDataset(torch.zeros(3)), method="tedd")
 

@@ -26,6 +26,7 @@ from lightning_ted.methods import (
     RandomSubset,
     WeightBoundWarning,
 )
+from lightning_ted.research import TEDVariant
 from lightning_ted.selection import Selection
 from lightning_ted.state import Observations, ScoreState
 
@@ -630,8 +631,8 @@ REWEIGHTING = {
     "ted_hard_stale": lambda **kw: TED(q=1.0, **kw),
     "ted_q095": lambda **kw: TED(q=0.95, **kw),
     "ted_no_staleness": lambda **kw: TED(max_staleness=None, **kw),
-    "ted_pps": lambda **kw: TED(selection="pps", **kw),
-    "ted_pps_rank": lambda **kw: TED(selection="pps", pps_transform="rank", **kw),
+    "ted_pps": lambda **kw: TEDVariant(selection="pps", **kw),
+    "ted_pps_rank": lambda **kw: TEDVariant(selection="pps", pps_transform="rank", **kw),
     "random_reweight": lambda **kw: RandomSubset(reweight=True, **kw),
     "infobatch": lambda **kw: InfoBatch(**kw),
 }

@@ -23,6 +23,7 @@ from torch.overrides import TorchFunctionMode
 from lightning_ted import EL2N, TED, ConstantSchedule, DynamicPruningDataModule, Forgetting, TEDPruningCallback
 from lightning_ted.batch import BatchContext
 from lightning_ted.device_loader import DeviceResidentLoader
+from lightning_ted.research import TEDVariant
 from lightning_ted.state import ScoreState
 from lightning_ted.step_checks import FirstStepChecks
 from lightning_ted.taylor import HeadCapture, _HeadCall
@@ -149,9 +150,9 @@ def _fit(train, method, resident, module=ImageClassifier, accelerator="cpu", ext
 
 METHODS = {
     "ted-batch": lambda: TED(),
-    "ted-ema-ratio": lambda: TED(reference="ema", score="ratio"),
-    "ted-all-cosine": lambda: TED(reference="all", score="cosine", reference_size=128),
-    "ted-pruned-cross": lambda: TED(reference="pruned", score="cross", reference_size=128),
+    "ted-ema-ratio": lambda: TEDVariant(reference="ema", score="ratio"),
+    "ted-all-cosine": lambda: TEDVariant(reference="all", score="cosine", reference_size=128),
+    "ted-pruned-cross": lambda: TEDVariant(reference="pruned", score="cross", reference_size=128),
     "el2n": lambda: EL2N(),
     "forgetting": lambda: Forgetting(),
 }

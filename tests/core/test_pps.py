@@ -17,6 +17,7 @@ from lightning_ted.pps import (
     systematic_sample,
     within_cohorts,
 )
+from lightning_ted.research import TEDVariant
 from lightning_ted.selection import epoch_generator, random_drop_selection
 from lightning_ted.state import Observations, ScoreState
 
@@ -83,7 +84,7 @@ def test_inclusion_probabilities_edge_counts():
 @pytest.mark.parametrize("transform", ["value", "rank"])
 def test_ted_pps_keeps_exactly_the_schedule_count_and_bounds_weights(n, ratio, transform):
     """Kept count = N - drop_count (= expected_kept) for every seed; weights in [1, max_weight] are 1/pi."""
-    method = TED(normalize=False, selection="pps", pps_transform=transform, max_staleness=None)
+    method = TEDVariant(normalize=False, selection="pps", pps_transform=transform, max_staleness=None)
     state = _scored_state(torch.randn(n, generator=torch.Generator().manual_seed(n)))
     expected = method.expected_kept(n, ratio, epoch=1)
     assert expected >= math.ceil(n / method.max_weight)
@@ -121,7 +122,7 @@ def test_pps_weighted_sum_is_unbiased_and_the_old_rules_are_not():
     g = (scores + 0.5 * torch.randn(n, generator=gen)).double()  # per-sample values tied to the scores
     full = float(g.sum())
     state = _scored_state(scores)
-    method = TED(normalize=False, selection="pps", max_staleness=None)
+    method = TEDVariant(normalize=False, selection="pps", max_staleness=None)
 
     def estimates(select) -> torch.Tensor:
         out = []
@@ -157,7 +158,7 @@ def test_stale_and_gated_samples_keep_the_estimate_unbiased():
     g = torch.randn(n, generator=gen).double() + 1.0
     state = _scored_state(scores, epoch=5, losses=losses)
     state.last_epoch[:30] = 1  # 30 stale samples (age 5 >= 4)
-    method = TED(normalize=False, selection="pps", gate="mean_loss", max_staleness=4)
+    method = TEDVariant(normalize=False, selection="pps", gate="mean_loss", max_staleness=4)
     est = []
     for seed in range(seeds):
         sel = method.select(state, 0.3, epoch_generator(seed, 6))
@@ -176,7 +177,7 @@ def test_floor_and_cap_show_in_the_weights():
     n = 1000
     scores = torch.cat([torch.full((500,), -1.0), torch.linspace(0.01, 1, 490), torch.full((10,), 1000.0)])
     state = _scored_state(scores)
-    method = TED(normalize=False, selection="pps", pi_min=0.2, max_staleness=None)
+    method = TEDVariant(normalize=False, selection="pps", pi_min=0.2, max_staleness=None)
     sel = method.select(state, 0.5, epoch_generator(0, 1))
     weight = dict(zip(sel.indices.tolist(), sel.weights.tolist(), strict=True))
     assert all(weight[i] == pytest.approx(5.0) for i in range(500) if i in weight)  # floor: 1 / 0.2
@@ -186,16 +187,16 @@ def test_floor_and_cap_show_in_the_weights():
 
 def test_pi_min_below_one_over_max_weight_is_refused():
     with pytest.raises(ValueError, match="pi_min"):
-        TED(normalize=False, selection="pps", pi_min=0.05, max_weight=10)
-    assert TED(normalize=False, selection="pps", pi_min=0.05, max_weight=20).pi_floor == 0.05
-    assert TED(normalize=False, selection="pps").pi_floor == pytest.approx(0.1)
+        TEDVariant(normalize=False, selection="pps", pi_min=0.05, max_weight=10)
+    assert TEDVariant(normalize=False, selection="pps", pi_min=0.05, max_weight=20).pi_floor == 0.05
+    assert TEDVariant(normalize=False, selection="pps").pi_floor == pytest.approx(0.1)
 
 
 def test_selection_is_a_pure_function_of_scores_seed_and_epoch():
     scores = torch.randn(500, generator=torch.Generator().manual_seed(1))
-    method = TED(normalize=False, selection="pps")
+    method = TEDVariant(normalize=False, selection="pps")
     a = method.select(_scored_state(scores), 0.5, epoch_generator(4, 3))
-    b = TED(normalize=False, selection="pps").select(_scored_state(scores.clone()), 0.5, epoch_generator(4, 3))
+    b = TEDVariant(normalize=False, selection="pps").select(_scored_state(scores.clone()), 0.5, epoch_generator(4, 3))
     assert torch.equal(a.indices, b.indices) and torch.equal(a.weights, b.weights)
     other = method.select(_scored_state(scores), 0.5, epoch_generator(4, 4))
     assert not torch.equal(a.indices.sort().values, other.indices.sort().values)
@@ -204,7 +205,7 @@ def test_selection_is_a_pure_function_of_scores_seed_and_epoch():
 def test_state_round_trip_gives_the_same_selection():
     """No new method state: a resumed ScoreState (with the gate's aux column) reselects identically."""
     n = 300
-    method = TED(normalize=False, selection="pps", gate="mean_loss", compare="epoch")
+    method = TEDVariant(normalize=False, selection="pps", gate="mean_loss", compare="epoch")
     state = ScoreState(n, aux=method.uses_aux)
     gen = torch.Generator().manual_seed(0)
     for epoch in range(3):
@@ -213,7 +214,7 @@ def test_state_round_trip_gives_the_same_selection():
         method.update(state, Observations(idx, values), epoch)
     restored = ScoreState(n, aux=True)
     restored.load_state_dict(state.state_dict())
-    fresh = TED(normalize=False, selection="pps", gate="mean_loss", compare="epoch")
+    fresh = TEDVariant(normalize=False, selection="pps", gate="mean_loss", compare="epoch")
     fresh.load_state_dict(method.state_dict())
     a, b = method.select(state, 0.5, epoch_generator(0, 3)), fresh.select(restored, 0.5, epoch_generator(0, 3))
     assert torch.equal(a.indices, b.indices) and torch.equal(a.weights, b.weights)
@@ -225,7 +226,7 @@ def test_a_million_samples_select_exactly():
     state = _scored_state(torch.randn(n, generator=torch.Generator().manual_seed(0)))
     state.last_epoch.copy_(torch.randint(0, 4, (n,), generator=torch.Generator().manual_seed(1)))
     for kwargs in (dict(selection="pps"), dict(selection="pps", pps_transform="rank", compare="epoch")):
-        sel = TED(**kwargs).select(state, 0.7, epoch_generator(0, 4))
+        sel = TEDVariant(**kwargs).select(state, 0.7, epoch_generator(0, 4))
         assert len(sel) == 300_000 and sel.indices.unique().numel() == 300_000
 
 
@@ -235,7 +236,7 @@ def test_pps_keeps_the_staleness_guarantee():
     n, ratios = 2000, [0.0] + [0.5] * 14
     fixed = torch.rand(n, generator=torch.Generator().manual_seed(0))
     for k, bound in ((4, 4), (None, None)):
-        method, state = TED(normalize=False, selection="pps", max_staleness=k), ScoreState(n)
+        method, state = TEDVariant(normalize=False, selection="pps", max_staleness=k), ScoreState(n)
         last, longest = torch.full((n,), -1), 0
         for epoch, ratio in enumerate(ratios):
             kept = torch.arange(n) if epoch == 0 else method.select(state, ratio, epoch_generator(0, epoch)).indices
@@ -254,7 +255,7 @@ def test_when_stale_samples_do_not_fit_the_stalest_are_kept_and_the_count_holds(
     n = 100
     state = _scored_state(torch.rand(n, generator=torch.Generator().manual_seed(2)), epoch=9)
     state.last_epoch[:60] = torch.arange(60, dtype=torch.int32) % 6  # 60 stale samples of ages 10..5
-    method = TED(normalize=False, selection="pps", max_staleness=4)
+    method = TEDVariant(normalize=False, selection="pps", max_staleness=4)
     sel = method.select(state, 0.7, epoch_generator(0, 10))
     kept = set(sel.indices.tolist())
     assert len(sel) == 30
@@ -270,7 +271,7 @@ def test_gate_protects_above_mean_loss_in_both_rules():
     scores, losses = torch.randn(n, generator=gen), torch.rand(n, generator=gen)
     protected = set(torch.nonzero(losses.double() >= losses.double().mean()).squeeze(1).tolist())
     for selection in ("drop", "pps"):
-        method = TED(normalize=False, selection=selection, gate="mean_loss", max_staleness=None)
+        method = TEDVariant(normalize=False, selection=selection, gate="mean_loss", max_staleness=None)
         assert method.uses_aux and not method.exact_kept_count
         sel = method.select(_scored_state(scores, losses=losses), 0.3, epoch_generator(0, 1))
         assert protected <= set(sel.indices.tolist())
@@ -278,7 +279,7 @@ def test_gate_protects_above_mean_loss_in_both_rules():
 
 
 def test_gate_update_keeps_the_last_loss_and_the_polyak_term():
-    method = TED(normalize=False, selection="pps", gate="mean_loss", alpha=0.5)
+    method = TEDVariant(normalize=False, selection="pps", gate="mean_loss", alpha=0.5)
     state = ScoreState(3, aux=True)
     method.update(state, Observations(torch.tensor([0, 1]), torch.tensor([[1.0, 2.0], [3.0, 4.0]])), 0)
     method.update(state, Observations(torch.tensor([0]), torch.tensor([[5.0, 6.0]])), 1)
@@ -317,7 +318,7 @@ def test_rank_size_and_order_key_follow_the_float_order():
 
 
 def test_grad_norm_score_reads_the_head_gradient_norm_statistic():
-    method = TED(normalize=False, selection="pps", score="grad_norm")
+    method = TEDVariant(normalize=False, selection="pps", score="grad_norm")
     assert method.head_statistic == "grand" and TED().head_statistic == "taylor"
     obs = Observations(torch.tensor([0, 1]), torch.tensor([[9.0, 0.5], [9.0, 2.0]]))
     assert method.observation_value(obs).tolist() == [0.5, 2.0]
@@ -354,7 +355,7 @@ def test_pps_variants_train_through_trainer_fit(mnist_train, kwargs):
 
     n, epochs = 640, 4
     L.seed_everything(0, verbose=False)
-    method = TED(**kwargs)
+    method = TEDVariant(**kwargs)
     dm = DynamicPruningDataModule(
         subset(mnist_train, n), method=method, schedule=RollerCoasterSchedule(ratio=0.5), batch_size=64, seed=0
     )
@@ -379,8 +380,8 @@ def test_pps_variants_train_through_trainer_fit(mnist_train, kwargs):
 def test_normalized_weights_average_one_and_keep_their_ratios(kwargs, ratio):
     n = 5000
     state = _scored_state(torch.randn(n, generator=torch.Generator().manual_seed(0)))
-    plain = TED(normalize=False, **kwargs).select(state, ratio, epoch_generator(0, 3))
-    normal = TED(normalize=True, **kwargs).select(state, ratio, epoch_generator(0, 3))
+    plain = TEDVariant(normalize=False, **kwargs).select(state, ratio, epoch_generator(0, 3))
+    normal = TEDVariant(normalize=True, **kwargs).select(state, ratio, epoch_generator(0, 3))
     assert torch.equal(plain.indices, normal.indices)  # the same kept set
     w, v = plain.weights, normal.weights
     assert float(v.mean()) == pytest.approx(1.0, abs=1e-5)

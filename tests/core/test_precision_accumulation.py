@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins import MixedPrecision
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
+from lightning_ted.research import TEDVariant
 from lightning_ted.state import Observations
 from lightning_ted.zoo.demo import ImageClassifier
 
@@ -82,7 +83,7 @@ def test_gradient_accumulation_gives_per_sample_terms(train):
 def test_cross_score_removes_a_positive_self_term_per_sample(train):
     """TED(score="cross") differs from the full term by lr * w_k |g_k|^2 / B > 0 for every sample."""
     full = _first_steps(train, 1)[0]
-    cross = _first_steps(train, 1, method=TED(score="cross"))[0]
+    cross = _first_steps(train, 1, method=TEDVariant(score="cross"))[0]
     assert torch.equal(full.index, cross.index) and torch.equal(full.loss, cross.loss)
     gap = full.term - cross.term
     assert (gap > 0).all()
@@ -93,8 +94,8 @@ def test_cross_score_removes_a_positive_self_term_per_sample(train):
 def test_scale_free_variants_through_the_callback(train):
     """score="cosine" lies in [-1, 1] and agrees in sign with the full term; "ratio" is finite."""
     full = _first_steps(train, 1)[0]
-    cosine = _first_steps(train, 1, method=TED(score="cosine"))[0]
-    ratio = _first_steps(train, 1, method=TED(score="ratio"))[0]
+    cosine = _first_steps(train, 1, method=TEDVariant(score="cosine"))[0]
+    ratio = _first_steps(train, 1, method=TEDVariant(score="ratio"))[0]
     assert torch.equal(full.index, cosine.index) and torch.equal(full.index, ratio.index)
     assert cosine.term.abs().max() <= 1.0 + 1e-6 and cosine.term.abs().max() > 0.1
     assert torch.equal(torch.sign(cosine.term), torch.sign(full.term))

@@ -16,8 +16,9 @@ from conftest import make_trainer, subset
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback, pruned_loss
+from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback, pruned_loss
 from lightning_ted.pruned_reference import pruned_indices
+from lightning_ted.research import TEDVariant
 from lightning_ted.selection import Selection, epoch_generator
 
 
@@ -146,7 +147,7 @@ def test_pruned_indices_at_scale_touch_no_kept_sample():
 def test_pruned_reference_and_terms_match_autograd(mnist_train, reference_size):
     train = subset(mnist_train, 600)
     probe = Probe(train, seed=0)
-    dm, _ = _fit(train, TED(reference="pruned", reference_size=reference_size, q=0.8), extra=[probe])
+    dm, _ = _fit(train, TEDVariant(reference="pruned", reference_size=reference_size, q=0.8), extra=[probe])
     assert probe.checked_refs == [1, 2]  # epoch 0 prunes nothing
     assert probe.checked_terms == 2
     assert torch.isfinite(dm.state.score).all()
@@ -154,7 +155,7 @@ def test_pruned_reference_and_terms_match_autograd(mnist_train, reference_size):
 
 def test_all_reference_trains_and_scores(mnist_train):
     train = subset(mnist_train, 600)
-    dm, model = _fit(train, TED(reference="all", score="cross", q=0.8))
+    dm, model = _fit(train, TEDVariant(reference="all", score="cross", q=0.8))
     assert torch.isfinite(dm.state.score).all() and dm.state.nonfinite_count == 0
     assert (dm.kept_history[1:] < len(train)).all()
 
@@ -164,7 +165,7 @@ def test_module_without_per_sample_loss_is_refused_at_setup(mnist_train):
         per_sample_loss = None
 
     with pytest.raises(AttributeError, match=r"per_sample_loss\(self, batch\)"):
-        _fit(subset(mnist_train, 100), TED(reference="pruned"), epochs=1, model=NoLossMethod())
+        _fit(subset(mnist_train, 100), TEDVariant(reference="pruned"), epochs=1, model=NoLossMethod())
 
 
 def test_per_sample_loss_with_the_wrong_shape_is_refused(mnist_train):
@@ -176,21 +177,21 @@ def test_per_sample_loss_with_the_wrong_shape_is_refused(mnist_train):
             return F.cross_entropy(self(x), y).reshape(1)  # a batch mean in the re-scoring pass
 
     with pytest.raises(ValueError, match="one loss per sample"):
-        _fit(subset(mnist_train, 300), TED(reference="pruned"), epochs=2, model=MeanLoss())
+        _fit(subset(mnist_train, 300), TEDVariant(reference="pruned"), epochs=2, model=MeanLoss())
 
 
 def test_reference_options_are_validated():
     with pytest.raises(ValueError, match="reference must be one of"):
-        TED(reference="kept-ish")
+        TEDVariant(reference="kept-ish")
     with pytest.raises(ValueError, match="reference_size"):
-        TED(reference="pruned", reference_size=0)
+        TEDVariant(reference="pruned", reference_size=0)
 
 
 def test_callback_state_round_trip_keeps_the_pruned_reference():
-    method = TED(reference="pruned")
+    method = TEDVariant(reference="pruned")
     method.references.pruned = (1, torch.randn(10, 32), torch.randn(10))
     state = method.run_state_dict(None)
-    other = TED(reference="pruned")
+    other = TEDVariant(reference="pruned")
     other.load_run_state_dict(state, world=1, rank=0)
     assert other.references.pruned[0] == 1
     restored, saved = other.references.pruned, method.references.pruned

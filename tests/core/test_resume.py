@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from test_end_to_end import EpochRecorder
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
+from lightning_ted.research import TEDVariant
 from lightning_ted.zoo.demo import ImageClassifier
 
 
@@ -57,7 +58,7 @@ def _run(train, tmp_path, epochs, seed, ckpt_path=None, checkpoint=False, extra=
 def test_resume_mid_epoch_neither_repeats_nor_skips_samples(mnist_train, tmp_path, recwarn, reference):
     train, mid_batch = subset(mnist_train, 3000), 7
     ckpt = tmp_path / "mid.ckpt"
-    method = lambda: TED(reference=reference, reference_size=256)  # noqa: E731
+    method = lambda: TEDVariant(reference=reference, reference_size=256)  # noqa: E731
     full_model, full_dm, full_rec = _run(
         train, tmp_path, epochs=4, seed=0, extra=[SaveAt(ckpt, 2, mid_batch)], method=method()
     )

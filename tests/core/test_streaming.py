@@ -15,7 +15,8 @@ from stream_helpers import N_SAMPLES, fit_streamed, make_item, optimize_dataset
 from test_resume import SaveAt
 from torch.utils.data import IterableDataset, get_worker_info
 
-from lightning_ted import TED, DynamicPruningDataModule, InfoBatch
+from lightning_ted import DynamicPruningDataModule, InfoBatch
+from lightning_ted.research import TEDVariant
 
 litdata = pytest.importorskip("litdata")
 pytestmark = pytest.mark.slow
@@ -214,13 +215,14 @@ def test_user_wraps_a_datamodule_whose_train_loader_streams(optimized):
     assert "StreamingDataset" in str(err.value) and "id_column" in str(err.value)
 
 
-def test_teds_pruned_reference_reads_pruned_samples_of_a_streaming_dataset(optimized):
-    dm, rec, _, _ = fit_streamed(_streaming(optimized), epochs=3, method=TED(reference="pruned", reference_size=64))
+def test_the_pruned_reference_reads_pruned_samples_of_a_streaming_dataset(optimized):
+    method = TEDVariant(reference="pruned", reference_size=64)
+    dm, rec, _, _ = fit_streamed(_streaming(optimized), epochs=3, method=method)
     epoch, grad_w, _ = dm.method.references.pruned
     assert epoch == 2 and grad_w is not None and torch.isfinite(grad_w).all()  # read by index from litdata
     _check_each_kept_sample_once(dm, rec, 3)
 
 
-def test_user_asks_teds_pruned_reference_of_an_id_column_iterable():
+def test_user_asks_the_pruned_reference_of_an_id_column_iterable():
     with pytest.raises(TypeError, match="reference='batch'"):
-        fit_streamed(_IdStream(N_SAMPLES), epochs=2, id_column="id", method=TED(reference="pruned"))
+        fit_streamed(_IdStream(N_SAMPLES), epochs=2, id_column="id", method=TEDVariant(reference="pruned"))

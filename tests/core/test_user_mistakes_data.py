@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from lightning_ted import TED, ConstantSchedule, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
 from lightning_ted.batch import IndexedSample
+from lightning_ted.research import TEDVariant
 from lightning_ted.zoo.demo import ImageClassifier
 
 
@@ -79,9 +80,9 @@ def test_user_resumes_a_per_sample_weighted_epoch_with_another_ratio(small, tmp_
     """TED(selection="pps") weighs every kept sample 1/pi: the checkpoint must carry those weights too."""
     ckpt = tmp_path / "mid.ckpt"
     full = EpochRecorder()
-    _fit(_dm(small, method=TED(selection="pps")), 4, callbacks=[TEDPruningCallback(), full, SaveAt(ckpt, 2, 1)])
+    _fit(_dm(small, method=TEDVariant(selection="pps")), 4, callbacks=[TEDPruningCallback(), full, SaveAt(ckpt, 2, 1)])
     resumed = EpochRecorder()
-    dm = _dm(small, ratio=0.3, method=TED(selection="pps"))
+    dm = _dm(small, ratio=0.3, method=TEDVariant(selection="pps"))
     _fit(dm, 4, callbacks=[TEDPruningCallback(), resumed], ckpt_path=ckpt, seed=1)
     done = sum(b.numel() for b in full.seen[2][:2])
     assert torch.cat(full.weights[2]).unique().numel() > 2  # per-sample weights, not one shared weight
@@ -186,7 +187,7 @@ class StartProbe(Callback):
 
 
 def test_user_fits_the_same_datamodule_schedule_and_callback_twice(small):
-    dm, pruning = _dm(small, method=TED(reference="ema")), TEDPruningCallback()
+    dm, pruning = _dm(small, method=TEDVariant(reference="ema")), TEDPruningCallback()
     probe = StartProbe(pruning)
     _fit(dm, 2, callbacks=[pruning, probe])
     assert dm.method.references.ema is not None

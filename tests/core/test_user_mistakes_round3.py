@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, SeTa
 from lightning_ted.methods.base import WeightBoundWarning
+from lightning_ted.research import TEDVariant
 from lightning_ted.zoo.demo import ImageClassifier
 
 
@@ -109,11 +110,11 @@ def test_user_fits_an_unrelated_datamodule_after_a_pruned_fit_and_still_sees_lig
 
 
 def test_user_floors_pps_probabilities_above_one_over_max_weight_at_a_high_ratio(small):
-    method = TED(selection="pps", pi_min=0.5)
+    method = TEDVariant(selection="pps", pi_min=0.5)
     with pytest.warns(WeightBoundWarning) as record:
         _fit(_dm(small, ratio=0.7, method=method), 3)
     message = next(str(w.message) for w in record if "prune ratio" in str(w.message))
-    assert "pi_min=0.5" in message and "lower TED's pi_min" in message and "max_weight" not in message
+    assert "pi_min=0.5" in message and "lower pi_min" in message and "max_weight" not in message
 
 
 def test_user_fits_a_seta_datamodule_again_with_more_epochs(small):

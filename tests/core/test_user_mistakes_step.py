@@ -124,7 +124,7 @@ def _brute_force_igd(step: dict, head: nn.Linear, lr: float) -> torch.Tensor:
 def test_user_calls_the_model_several_times_in_training_step(tiny, observed):
     L.seed_everything(0, verbose=False)
     model = CallsTheModelFourTimes()
-    dm, _ = _fit(model, tiny, epochs=2, method=TED(score="igd", reference="batch", normalize=False))
+    dm, _ = _fit(model, tiny, epochs=2, method=TED(score="igd", normalize=False))
     assert len(observed) == len(model.steps) == 4 + 2  # a full epoch, then a pruned one
     assert any(bool((s["w"] != 1).any()) for s in model.steps)  # the pruned epoch weighs samples
     for step, (_, _, terms) in zip(model.steps, observed, strict=True):

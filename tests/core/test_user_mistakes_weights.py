@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Callback
 
 from lightning_ted import TED, ConstantSchedule, DynamicPruningDataModule, InfoBatch, RandomSubset, TEDPruningCallback
 from lightning_ted.methods import StepScaleWarning, WeightBoundWarning
+from lightning_ted.research import TEDVariant
 from lightning_ted.selection import epoch_generator
 from lightning_ted.state import ScoreState
 from lightning_ted.zoo.demo import ImageClassifier
@@ -35,7 +36,7 @@ class WeightRecorder(Callback):
 
 @pytest.mark.parametrize(
     "make_method",
-    [TED, lambda: TED(selection="pps"), InfoBatch, lambda: RandomSubset(reweight=True)],
+    [TED, lambda: TEDVariant(selection="pps"), InfoBatch, lambda: RandomSubset(reweight=True)],
     ids=["ted", "ted_pps", "infobatch", "random_reweight"],
 )
 def test_user_sets_ratio_0_99_and_weights_stay_bounded(mnist_train, make_method):

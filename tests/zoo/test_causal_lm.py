@@ -21,6 +21,7 @@ from torch.utils.data import TensorDataset
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
 from lightning_ted.loss import sequence_loss
+from lightning_ted.research import TEDVariant
 from lightning_ted.zoo.datasets import default_data_root, load_sst2
 from lightning_ted.zoo.language_model import CausalLM, TinyGPT, perplexity
 
@@ -166,7 +167,7 @@ def test_memory_stays_at_the_logits_size_for_a_32k_vocabulary(score):
     ids = torch.randint(1, vocab, (64, t))
     ids[3, 5:] = 0
     model = CausalLM(TinyGPT(vocab, dim=d, layers=1, heads=2, max_len=t))
-    dm = DynamicPruningDataModule(TensorDataset(ids), method=TED(score=score), batch_size=b, seed=0)
+    dm = DynamicPruningDataModule(TensorDataset(ids), method=TEDVariant(score=score), batch_size=b, seed=0)
     cb = MeasuredCallback()
     make_trainer(1, callbacks=[cb], limit_train_batches=3).fit(model, datamodule=dm)
     assert 0 < cb.largest <= b * t * vocab < b * vocab * d  # a per-sample gradient would be B x V x d

@@ -11,7 +11,7 @@ import torch
 from conftest import make_trainer
 from torch.utils.data import Subset
 
-from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
+from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
 from lightning_ted.taylor import find_head
 from lightning_ted.zoo.datasets import default_data_root
 from lightning_ted.zoo.models import Classifier
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.skipif(
     not (default_data_root() / "SST-2" / "stsa.binary.train").exists(), reason="shared/data/SST-2 is not present"
 )
 
+from lightning_ted.research import TEDVariant  # noqa: E402
 from lightning_ted.zoo.nlu import EncoderClassifier, load_encoder, tokenize_sst2  # noqa: E402
 
 
@@ -67,7 +68,7 @@ def test_fine_tuning_with_ted_prunes_and_scores_from_the_head(minilm, reference)
     model = Classifier(EncoderClassifier(encoder), num_classes=2, lr=5e-5, optimizer="adamw", weight_decay=0.01)
     dm = DynamicPruningDataModule(
         train,
-        method=TED(reference=reference, reference_size=16),
+        method=TEDVariant(reference=reference, reference_size=16),
         schedule=RollerCoasterSchedule(ratio=0.3, beta=0.5, anneal=0.0),
         val_dataset=Subset(train, range(32)),
         batch_size=16,

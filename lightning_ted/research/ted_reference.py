@@ -1,8 +1,9 @@
-"""TED's reference gradient ``gbar`` and its per-step Taylor terms: the batch, an EMA of it, or the
-epoch's pruned samples (a forward-only pass at epoch start), held per rank and checkpointed.
+"""The reference gradients ``gbar`` of :class:`~lightning_ted.research.TEDVariant`: the batch, an EMA of
+it, or the epoch's pruned samples (a forward-only pass at epoch start), held per rank and checkpointed.
 
-The callback hands each step's head capture to :meth:`TEDReference.values`; everything TED-specific about
-the reference lives here, so the callback stays method-agnostic.
+Research only: on the frontier and the score-validity benchmark none of them beat the weighted batch that
+:class:`~lightning_ted.methods.TED` uses. Everything about them lives here, so the callback stays
+method-agnostic.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import Tensor
 
 from lightning_ted.pruned_reference import pruned_indices, pruned_reference
 from lightning_ted.selection import epoch_generator
-from lightning_ted.taylor import batch_reference, score_values
+from lightning_ted.taylor import batch_reference
 
 FORWARD_REFERENCES = ("pruned", "all")  # need the per-epoch forward-only pass over pruned samples
 
@@ -24,13 +25,12 @@ class TEDReference:
     """The reference gradients of one rank: the EMA of batch head gradients and the epoch's pruned-set one.
 
     Args:
-        kind: ``"batch"``, ``"ema"``, ``"pruned"`` or ``"all"`` (see :class:`~lightning_ted.methods.ted.TED`).
-        score: the score variant, ``"igd"``, ``"cross"``, ``"ratio"`` or ``"cosine"``.
+        kind: ``"batch"``, ``"ema"``, ``"pruned"`` or ``"all"`` (see :class:`~lightning_ted.research.TEDVariant`).
         ema_decay, reference_size: the EMA's decay and the pruned samples scored per epoch.
     """
 
-    def __init__(self, kind: str, score: str, ema_decay: float, reference_size: int) -> None:
-        self.kind, self.score, self.ema_decay, self.reference_size = kind, score, ema_decay, reference_size
+    def __init__(self, kind: str, ema_decay: float, reference_size: int) -> None:
+        self.kind, self.ema_decay, self.reference_size = kind, ema_decay, reference_size
         self.ema: tuple[Tensor, Tensor | None] | None = None
         self.pruned: tuple[int, Tensor | None, Tensor | None] | None = None  # (epoch, G, gb); G None: none pruned
 
@@ -52,8 +52,11 @@ class TEDReference:
         ref = pruned_reference(trainer, pl_module, head, dm.train_dataset, indices, dm.batch_size or 1, dm.collate_fn)
         self.pruned = (epoch, *(ref if ref is not None else (None, None)))
 
-    def values(self, h: Tensor, delta: Tensor, weights: Tensor, bias: bool, pruned_share: float) -> Tensor:
-        """``<g_k, gbar>`` (or the score variant) of every sample of the step against the reference."""
+    def gradient(
+        self, h: Tensor, delta: Tensor, weights: Tensor, bias: bool, pruned_share: float
+    ) -> tuple[Tensor, Tensor | None, Tensor, float]:
+        """``(G, gb, weights, share)``: the reference head gradient, the sample weights the terms take and
+        each sample's own share of the reference (1 for the batch, 0 for the pruned set)."""
         grad_w, grad_b = batch_reference(h, delta, weights, bias=bias)
         share = 1.0  # k's share of the reference, left out by the "cross" and "ratio" scores
         pruned = self.pruned[1:] if self.pruned is not None else (None, None)
@@ -78,7 +81,7 @@ class TEDReference:
                 self.ema = (d * old_w + (1 - d) * grad_w, new_b)
             grad_w, grad_b = self.ema
             share = 1.0 - self.ema_decay
-        return score_values(h, delta, weights, grad_w, grad_b, self.score, share)
+        return grad_w, grad_b, weights, share
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self, trainer: L.Trainer | None) -> dict[str, Any]:

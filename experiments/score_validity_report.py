@@ -1,0 +1,235 @@
+"""Tables and figure of ``score_validity.py`` from its JSONL cache (``--report-only`` calls this alone)."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import torch
+
+#: rules whose score sum is another rule's (same state): left out of the mask table.
+SAME_SUMS = ("random", "infobatch", "ted_top", "ted_gated")
+METRICS = (("val_loss", "Δ val loss", 4), ("train_loss", "Δ train loss", 4), ("val_acc", "Δ val acc", 2))
+
+
+def read_cache(path: Path, task=None) -> list[dict]:
+    """The cached records (with ``task``: only its rules' runs, so a rule measured once and then dropped from
+    the task's list is not reported from fewer seeds)."""
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if task is None or task.rules is None:
+        return rows
+    return [r for r in rows if r.get("kind") == "mask" or r["rule"] in task.rules]
+
+
+def append(path: Path, rec: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+    return statistics.fmean(values), se
+
+
+def _fmt(m: float, se: float, digits: int) -> str:
+    return f"{m:+.{digits}f} ± {se:.{digits}f}"
+
+
+def deltas(rows: list[dict], phase: int, frac: float, kind: str) -> dict[str, dict[int, dict[str, float]]]:
+    """rule -> seed -> metric -> change against full data at the same epochs. Only seeds whose random drop
+    set of that size was measured count (it runs last, so an interrupted seed is left out whole)."""
+    complete = {r["seed"] for r in rows if r.get("rule") == "random" and r["phase"] == phase and r["frac"] == frac}
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for r in rows:
+        if r.get("kind") == kind and r["phase"] == phase and r["frac"] == frac and r["seed"] in complete:
+            out.setdefault(r["rule"], {})[r["seed"]] = {m: r[m] - r[f"full_{m}"] for m, _, _ in METRICS}
+    return out
+
+
+def phase_table(rows: list[dict], phase: int, frac: float, kind: str) -> tuple[list[str], dict[str, float]]:
+    """Markdown rows for one (phase, fraction, kind), sorted by Δ val loss; and the mean Δ val loss per rule."""
+    d = deltas(rows, phase, frac, kind)
+    rand = deltas(rows, phase, frac, "lowest").get("random", {})
+    means: dict[str, float] = {}
+    lines = []
+    for rule, per_seed in d.items():
+        seeds = sorted(per_seed)
+        cells = []
+        for m, _, digits in METRICS:
+            mean, se = _mean_se([per_seed[s][m] for s in seeds])
+            cells.append(_fmt(mean, se, digits))
+            if m == "val_loss":
+                means[rule] = mean
+        paired = [per_seed[s]["val_loss"] - rand[s]["val_loss"] for s in seeds if s in rand]
+        pm, pse = _mean_se(paired)
+        rm = statistics.fmean(rand[s]["val_loss"] for s in seeds if s in rand) if paired else math.nan
+        ratio = means[rule] / rm if rm and not math.isnan(rm) else math.nan
+        lines.append(
+            (means[rule], f"| {rule} | {' | '.join(cells)} | {_fmt(pm, pse, 4)} | {ratio:.2f} | {len(seeds)} |")
+        )
+    lines.sort(key=lambda t: t[0])
+    return [text for _, text in lines], means
+
+
+def mask_table(rows: list[dict]) -> list[str]:
+    masks = [r for r in rows if r.get("kind") == "mask"]
+    if len(masks) < 3:
+        return []
+    out = [
+        f"Random 30% drop masks at epoch {masks[0]['phase']} (seed {masks[0]['seed']}, {len(masks)} masks): "
+        "correlation of the measured cost with the sum of each rule's scores over the mask (Pearson r; Spearman ρ).",
+        "",
+        "| rule | r (val loss) | ρ (val loss) | r (train loss) | ρ (train loss) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    cost_v = torch.tensor([r["cost_val_loss"] for r in masks], dtype=torch.float64)
+    cost_t = torch.tensor([r["cost_train_loss"] for r in masks], dtype=torch.float64)
+    res = []
+    for rule in masks[0]["sums"]:
+        if rule in SAME_SUMS:
+            continue
+        s = torch.tensor([r["sums"][rule] for r in masks], dtype=torch.float64)
+        cells = [f(s, c) for c in (cost_v, cost_t) for f in (_pearson, _spearman)]
+        res.append((-abs(cells[0]) if not math.isnan(cells[0]) else 0.0, rule, cells))
+    for _, rule, c in sorted(res):
+        out.append(f"| {rule} | {c[0]:+.3f} | {c[1]:+.3f} | {c[2]:+.3f} | {c[3]:+.3f} |")
+    sd = cost_v.std().item()
+    out += ["", f"Mask costs (val loss): mean {cost_v.mean():+.5f}, sd {sd:.5f}."]
+    return out
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    if a.std() == 0 or b.std() == 0:
+        return math.nan
+    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+
+def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    return _pearson(a.argsort().argsort().double(), b.argsort().argsort().double())
+
+
+def _stats(rows: list[dict], phase: int, rule: str) -> tuple[float, float, int]:
+    """Mean, SE and seed count of a rule's Δ val loss (lowest 30%) at ``phase``."""
+    per_seed = deltas(rows, phase, 0.3, "lowest").get(rule, {})
+    return (*_mean_se([v["val_loss"] for v in per_seed.values()]), len(per_seed))
+
+
+def targets(rows: list[dict], phases: tuple[int, ...]) -> list[str]:
+    """The issue's mechanism target per phase: TED's default drop set (lowest 30%) costs no more than the
+    last-loss rule's and at most half of a random set's. Half of a cost is defined only for a positive cost:
+    where removing a random 30% lowered the validation loss, the second test reads n/a."""
+    out = [
+        "| phase | ted | loss | random | ted ≤ loss | ted ≤ random / 2 | cheapest rule |",
+        "|---|---:|---:|---:|---|---|---|",
+    ]
+    for p in phases:
+        _, means = phase_table(rows, p, 0.3, "lowest")
+        if not {"ted", "loss", "random"} <= means.keys():
+            continue
+        (t, ts, _), (lo, los, _), (ra, ras, _) = (_stats(rows, p, r) for r in ("ted", "loss", "random"))
+        half = "n/a (random's cost ≤ 0)" if ra <= 0 else ("yes" if t <= ra / 2 else f"no (by {t - ra / 2:+.4f})")
+        best = min((v, k) for k, v in means.items())
+        out.append(
+            f"| {p} | {_fmt(t, ts, 4)} | {_fmt(lo, los, 4)} | {_fmt(ra, ras, 4)} | "
+            f"{'yes' if t <= lo else f'no (by {t - lo:+.4f})'} | {half} | {best[1]} ({best[0]:+.4f}) |"
+        )
+    return out
+
+
+def summary(tasks_rows: list[tuple[object, list[dict]]]) -> str:
+    """Which rule's lowest 30% costs least, over every task and phase: Δ val loss minus random's (paired)."""
+    cells: dict[str, dict[str, str]] = {}
+    means: dict[str, list[float]] = {}
+    cols = []
+    for task, rows in tasks_rows:
+        for p in task.phases:
+            d = deltas(rows, p, 0.3, "lowest")
+            rand = d.get("random", {})
+            if not rand:
+                continue
+            col = f"{task.name} e{p}"
+            cols.append(col)
+            for rule, per_seed in d.items():
+                diff = [per_seed[s]["val_loss"] - rand[s]["val_loss"] for s in per_seed if s in rand]
+                m, se = _mean_se(diff)
+                cells.setdefault(rule, {})[col] = _fmt(m, se, 4)
+                means.setdefault(rule, []).append(m)
+    order = sorted(means, key=lambda r: statistics.fmean(means[r]))
+    lines = [
+        "# Score validity: every task and phase",
+        "",
+        "Δ validation loss of removing each rule's lowest 30% for H epochs, minus that of removing a random 30%",
+        "(paired seeds, mean ± SE; negative: cheaper than random). Rules sorted by the mean over the columns.",
+        "",
+        f"| rule | mean | {' | '.join(cols)} |",
+        "|---|---:|" + "---:|" * len(cols),
+    ]
+    for r in order:
+        row = " | ".join(cells[r].get(c, "") for c in cols)
+        lines.append(f"| {r} | {statistics.fmean(means[r]):+.4f} | {row} |")
+    return "\n".join(lines) + "\n"
+
+
+def report(task, rows: list[dict], out: Path) -> str:
+    head = (
+        "| rule | Δ val loss | Δ train loss | Δ val acc | Δ val loss vs random (paired) | ÷ random | seeds |\n"
+        "|---|---:|---:|---:|---:|---:|---:|"
+    )
+    lines = [
+        f"# Score validity: {task.name}",
+        "",
+        f"{task.dataset} {task.n_train} train / {task.n_val} validation, {task.model.upper()}, SGD lr {task.lr} "
+        f"(Nesterov 0.9, wd 5e-4, cosine over {task.total_epochs} epochs), batch {task.batch_size}. From the "
+        f"full-data checkpoint at each phase, each rule's drop set is removed for H = {task.horizon} epochs "
+        "(same order and LR); changes against the same epochs on full data, mean ± SE over paired seeds. "
+        "`python experiments/score_validity.py --report-only` regenerates this file.",
+        "",
+    ]
+    lines += ["## Targets (lowest 30%, Δ val loss)", ""] + targets(rows, task.phases) + [""]
+    for p in task.phases:
+        for frac, kind in ((0.3, "lowest"), (0.5, "lowest"), (0.3, "own")):
+            body, _ = phase_table(rows, p, frac, kind)
+            if body:
+                what = (
+                    f"lowest {int(frac * 100)}% removed"
+                    if kind == "lowest"
+                    else "own selection at ratio 0.3 (its weights)"
+                )
+                lines += [f"## Epoch {p}: {what}", "", head, *body, ""]
+    lines += mask_table(rows)
+    text = "\n".join(lines) + "\n"
+    (out / f"score_validity_{task.name}.md").write_text(text)
+    _figure(task, rows, out / f"score_validity_{task.name}.png")
+    return text
+
+
+def _figure(task, rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables = [phase_table(rows, p, 0.3, "lowest")[1] for p in task.phases]
+    rules = sorted({r for t in tables for r in t}, key=lambda r: tables[1].get(r, tables[0].get(r, 0.0)))
+    if not rules:
+        return
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(task.phases)
+    for i, (p, t) in enumerate(zip(task.phases, tables, strict=True)):
+        ax.bar(
+            [j + i * width for j in range(len(rules))], [t.get(r, math.nan) for r in rules], width, label=f"epoch {p}"
+        )
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(rules))], rules, rotation=60, ha="right")
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_ylabel(f"Δ val loss after {task.horizon} epochs")
+    ax.set_title(f"{task.name}: cost of removing each rule's lowest 30%")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,5 @@
+"""Research-only variants, kept reproducible for ``experiments/`` but off the user's path."""
+
+from lightning_ted.research.ted_variants import TEDVariant
+
+__all__ = ["TEDVariant"]
