@@ -13,9 +13,12 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from frontier_tasks import QUICK, SST2_FROZEN, TASKS, _CachedCIFAR, task_data  # noqa: E402
+import yaml  # noqa: E402
+from compare import accuracy  # noqa: E402
+from frontier_tasks import _DATA, QUICK, SST2_FROZEN, TASKS, TED_VARIANTS, TaskSpec, _CachedCIFAR, task_data  # noqa: E402
 from minilm_top import MiniLMTop  # noqa: E402
 
+from lightning_ted.frontier.config import TaskConfig, parse_config  # noqa: E402
 from lightning_ted.zoo.data import CIFAR10Data  # noqa: E402
 from lightning_ted.zoo.models import CifarCNN  # noqa: E402
 
@@ -75,3 +78,43 @@ class MiniLMTopNet(MiniLMTop):
         from lightning_ted.zoo.nlu import load_encoder
 
         super().__init__(load_encoder()[0], frozen)
+
+
+CONFIGS = Path(__file__).resolve().parent / "configs" / "frontier"
+
+
+def task_config(spec: TaskSpec) -> TaskConfig:
+    """The task's config (``configs/frontier/<task>.yaml``) at the spec's epochs, learning rate and widths;
+    a spec that is not the task's own (``frontier.QUICK``) reads the test sizes."""
+    cfg = yaml.safe_load((CONFIGS / f"{spec.name}.yaml").read_text())
+    cfg["trainer"]["max_epochs"] = spec.epochs
+    cfg["model"]["init_args"]["lr"] = spec.lr
+    if spec.width:
+        cfg["model"]["init_args"]["net"]["init_args"]["widths"] = list(spec.width)
+    cfg["data"]["init_args"]["datamodule"]["init_args"]["quick"] = spec != TASKS.get(spec.name)
+    return parse_config(cfg, str(CONFIGS / f"{spec.name}.yaml"), "val_acc", "max")
+
+
+def method_entry(method: str) -> dict | None:
+    """The config entry of a named TED variant (``frontier_tasks.TED_VARIANTS``); ``None`` for a base method."""
+    if method not in TED_VARIANTS:
+        return None
+    return {"class_path": "lightning_ted.TED", "init_args": dict(TED_VARIANTS[method])}
+
+
+def flipped_share(flipped: torch.Tensor, pruned_passes: torch.Tensor) -> float:
+    """Share of the pruned sample-passes that fell on flipped labels (the flipped share of the data if uniform)."""
+    total = int(pruned_passes.sum())
+    return float(pruned_passes[flipped].sum()) / total if total else float("nan")
+
+
+def measure(trainer, model, dm) -> dict:
+    """The benchmark's measures of a trained run: test and validation accuracy (%) on the task's tensors, and
+    for flipped labels the share of pruned sample-passes that fell on them (pruned runs only)."""
+    spec = dm.inner.spec
+    _, val, test = task_data(spec)
+    out = {"test_acc": accuracy(model.net, test), "val_acc": accuracy(model.net, val)}
+    flipped = _DATA.get(spec.name + "/flipped")
+    if flipped is not None and dm.method.name != "full":
+        out["flipped_share"] = flipped_share(flipped, trainer.max_epochs - dm.state.seen)
+    return out
