@@ -17,7 +17,10 @@ their achieved savings are reported. Seeds are paired: seed s gives
 every method the same initialisation and data order. A method's **gain** is its accuracy minus the
 frontier interpolated (linearly) at the saved fraction it achieved, per seed against that seed's
 frontier; ± is the standard error of that paired difference. Decisions read validation accuracy (carved
-from train); test accuracy is reported. Each finished run is appended to
+from train); test accuracy is reported. Each run is the task's config (``configs/frontier/<task>.yaml``,
+thin modules in ``frontier_modules.py``) trained by the ``lightning-ted frontier`` runner (``run_config``,
+``fit_one``); specs and data live in ``frontier_tasks.py``, the tables in ``frontier_report.py``. Each finished
+run is appended to
 ``experiments/results/frontier_<task>_runs.jsonl``, so an interrupted grid resumes where it stopped.
 """
 
