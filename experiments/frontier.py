@@ -17,7 +17,10 @@ their achieved savings are reported. Seeds are paired: seed s gives
 every method the same initialisation and data order. A method's **gain** is its accuracy minus the
 frontier interpolated (linearly) at the saved fraction it achieved, per seed against that seed's
 frontier; ± is the standard error of that paired difference. Decisions read validation accuracy (carved
-from train); test accuracy is reported. Each finished run is appended to
+from train); test accuracy is reported. Each run is the task's config (``configs/frontier/<task>.yaml``,
+thin modules in ``frontier_modules.py``) trained by the ``lightning-ted frontier`` runner (``run_config``,
+``fit_one``); specs and data live in ``frontier_tasks.py``, the tables in ``frontier_report.py``. Each finished
+run is appended to
 ``experiments/results/frontier_<task>_runs.jsonl``, so an interrupted grid resumes where it stopped.
 """
 
@@ -25,23 +28,20 @@ from __future__ import annotations
 
 import argparse
 import json  # noqa: F401  (frontier.json: used by frontier_gpu.py)
-import logging
 import math
 import os
 import sys
+import tempfile
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
-import lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import TaskModule, accuracy  # noqa: E402, I001
-
 # fmt: off
+from frontier_modules import flipped_share, measure, method_entry, task_config  # noqa: E402, F401, I001
 # re-exported: frontier_gpu.py, ted_default.py and tests/experiments/test_frontier.py read them as frontier.<name>
 from frontier_report import (  # noqa: E402, F401
     SUMMARY_METHODS, SUMMARY_TASKS, full_at_e, markdown, plot, saved_at_tolerance, summarise, summary, write_report,
@@ -53,48 +53,36 @@ from frontier_tasks import (  # noqa: E402, F401
 )
 # fmt: on
 
-from lightning_ted import ConstantSchedule, DynamicPruningDataModule  # noqa: E402
+from lightning_ted.frontier.config import run_config  # noqa: E402
 from lightning_ted.frontier.gains import frontier_at  # noqa: E402, F401
-from lightning_ted.zoo.demo import timed_fit  # noqa: E402
+from lightning_ted.frontier.plan import Run  # noqa: E402
+from lightning_ted.frontier.runner import fit_one  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------ one run
 def run_job(job: Job, spec: TaskSpec, accelerator: str = "cpu") -> Result:
-    """Train one budget point or one (method, target, seed) and measure it."""
+    """Train one budget point or one (method, target, seed) through the ``lightning-ted frontier`` runner on
+    the task's config, and measure it (``frontier_modules.measure``)."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-    train, val, test = task_data(spec)
+    task = task_config(spec)
+    variant = method_entry(job.method)
     if job.method == "budget":
-        epochs, method, ratio = int(round(job.level * spec.epochs)), "full", 0.0
+        ratio, run = 0.0, Run("full", job.level, job.seed, int(round(job.level * spec.epochs)))
     else:
-        epochs, method, ratio = spec.epochs, job.method, schedule_ratio(job.method, job.level, spec)
-    L.seed_everything(job.seed, verbose=False)
-    net = build_net(spec)
-    model = TaskModule(net, lr=spec.lr, epochs=epochs, adam=spec.data == "sst2")
-    schedule = ConstantSchedule(ratio=ratio, warmup_epochs=WARMUP, anneal=ANNEAL)
-    pruner = make_pruner(method, epochs)
-    kwargs = dict(method=pruner, schedule=schedule, seed=job.seed)
+        ratio = schedule_ratio(job.method, job.level, spec)
+        run = Run("ted" if variant else job.method, ratio, job.seed, spec.epochs)
+    cfg = run_config(task, run, Path(tempfile.gettempdir()) / "frontier_fits")  # nothing is written there
+    cfg["trainer"]["accelerator"] = accelerator
+    if variant:
+        cfg["data"]["init_args"]["method"] = variant
     if spec.data.startswith("cifar10"):
-        dm = DynamicPruningDataModule(datamodule=_cifar_train_module(train, spec, job.seed), **kwargs)
-    else:
-        dm = DynamicPruningDataModule(train, batch_size=spec.batch_size, **kwargs)
-    _, seconds = timed_fit(model, dm, epochs, accelerator=accelerator, limit_val_batches=0)
-    saved = 1.0 - epochs / spec.epochs if job.method == "budget" else dm.saved_fraction(epochs - 1)
-    extra = {}
-    flipped = _DATA.get(spec.name + "/flipped")
-    if flipped is not None and job.method != "budget":
-        extra["flipped_share"] = flipped_share(flipped, epochs - dm.state.seen)
+        cfg["data"]["init_args"]["datamodule"]["init_args"]["seed"] = job.seed  # the augmentation stream
+    record = fit_one(cfg, run, task.metric, spec.epochs, measure)
+    extra = {k: v for k, v in record["extra"].items() if k == "flipped_share"}
     return Result(
-        spec.name, job.method, job.level, job.seed, epochs, ratio, saved,
-        accuracy(net, test), accuracy(net, val), seconds, spec.fingerprint(), extra,
+        spec.name, job.method, job.level, job.seed, run.epochs, ratio, record["saved"], record["extra"]["test_acc"],
+        record["extra"]["val_acc"], record["fit_seconds"], spec.fingerprint(), extra,
     )  # fmt: skip
-
-
-def flipped_share(flipped: torch.Tensor, pruned_passes: torch.Tensor) -> float:
-    """Share of the pruned sample-passes that fell on flipped labels (the flipped share of the data if uniform)."""
-    total = int(pruned_passes.sum())
-    return float(pruned_passes[flipped].sum()) / total if total else float("nan")
 
 
 def grid(methods: list[str], budgets, targets, seeds_all: list[int], seeds_main: list[int]) -> list[tuple]:

@@ -9,9 +9,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import load_task  # noqa: E402
@@ -255,25 +254,3 @@ def drop_from_cache(out: Path, task: str, methods: list[str]) -> None:
     if path.exists():
         keep = [line for line in path.read_text().splitlines() if json.loads(line)["method"] not in methods]
         path.write_text("".join(line + "\n" for line in keep))
-
-
-class TaskData(L.LightningDataModule):
-    """A frontier task's (train, val, test) split as a DataModule, so the task can be a LightningCLI config
-    (``experiments/configs/frontier/``) that ``lightning-ted frontier`` and the command's runner train:
-    the same tensors, batch size and shuffled loader as :func:`frontier.run_job` (``quick``: the test sizes)."""
-
-    def __init__(self, task: str, quick: bool = False) -> None:
-        super().__init__()
-        self.spec = (QUICK if quick else TASKS)[task]
-
-    def setup(self, stage: str) -> None:
-        self.train, self.val, self.test = task_data(self.spec)
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train, batch_size=self.spec.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val, batch_size=1000)
-
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test, batch_size=1000)

@@ -25,6 +25,7 @@ from lightning_ted.frontier.gains import summarise, verdict
 from lightning_ted.frontier.plan import Run, plan_runs
 from lightning_ted.frontier.report import log_wandb, markdown, plot
 from lightning_ted.frontier.runner import fit_one
+from lightning_ted.frontier.targets import ratio_for_target
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.7], help="fractions of E (1.0 always runs)")
     p.add_argument("--methods", nargs="*", default=[], help="methods besides the config's: infobatch random seta ...")
     p.add_argument("--ratios", type=float, nargs="+", help="schedule ratios (default: the config's)")
+    p.add_argument("--targets", type=float, nargs="+", help="instead of --ratios: shares of sample-passes to save")
     p.add_argument("--seeds", type=int, default=3, help="paired seeds 0..N-1 (default 3)")
     p.add_argument("--no-se", action="store_true", help="allow one seed: gains without standard errors")
     p.add_argument("--metric", help="default: the config's ModelCheckpoint monitor, else val_acc")
@@ -110,7 +112,16 @@ def frontier(args: argparse.Namespace, argv: list[str], start: float) -> str:
     methods = [m for m in methods if m != "full"]
     if not methods:
         raise FrontierRefusal("the config trains without pruning (FullData): name methods with --methods ted ...")
-    plan = plan_runs(task.max_epochs, args.budgets, methods, args.ratios or [task.ratio], args.seeds)
+    ratios = args.ratios or [task.ratio]
+    if args.targets:
+        if args.ratios:
+            raise FrontierRefusal("--ratios and --targets both given: name the schedule ratios or the savings")
+        schedule = task.base["data"].get("init_args", {}).get("schedule")
+        ratios = [ratio_for_target(schedule if isinstance(schedule, dict) else None, t, task.max_epochs)
+                  for t in args.targets]  # fmt: skip
+        pairs = zip(args.targets, ratios, strict=True)
+        print("frontier: targets " + ", ".join(f"{t:.0%} -> ratio {r}" for t, r in pairs), flush=True)
+    plan = plan_runs(task.max_epochs, args.budgets, methods, ratios, args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     fingerprint = task.fingerprint()
     done, other = read_runs(args.out / "runs.jsonl", fingerprint)

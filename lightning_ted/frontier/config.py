@@ -92,8 +92,13 @@ def _ratio(schedule) -> float:
 
 
 def load_config(path: str | Path, metric: str | None = None, mode: str | None = None) -> TaskConfig:
-    """Read ``path`` and refuse what the frontier cannot answer: no pruning datamodule, no ``max_epochs``."""
-    base = yaml.safe_load(Path(path).read_text()) or {}
+    """Read ``path`` and refuse what the frontier cannot answer (see :func:`parse_config`)."""
+    return parse_config(yaml.safe_load(Path(path).read_text()) or {}, str(path), metric, mode)
+
+
+def parse_config(base: dict, path: str, metric: str | None = None, mode: str | None = None) -> TaskConfig:
+    """The frontier's view of a loaded config; refuses no pruning datamodule, no ``max_epochs``, a run
+    length in steps or time, and ``EarlyStopping``."""
     data = base.get("data")
     data_cls = _import(data.get("class_path", "")) if isinstance(data, dict) else None
     if not (isinstance(data_cls, type) and issubclass(data_cls, DynamicPruningDataModule)):
@@ -133,7 +138,7 @@ def load_config(path: str | Path, metric: str | None = None, mode: str | None = 
         mode = "min" if any(w in metric.lower() for w in _MIN_WORDS) else "max"
     wandb = next((lg for lg in _entries(trainer.get("logger")) if _named(lg, "WandbLogger")), None)
     return TaskConfig(
-        str(path), base, epochs, method_name(init.get("method", "ted")), _ratio(init.get("schedule")),
+        path, base, epochs, method_name(init.get("method", "ted")), _ratio(init.get("schedule")),
         metric, mode, (wandb or {}).get("init_args", {}) if wandb is not None else None,
     )  # fmt: skip
 

@@ -17,6 +17,7 @@ import math
 import statistics
 
 NAN = float("nan")
+EXTRAPOLATION = 0.005  # a saving this far past the cheapest budget is marked extrapolated (not rounding)
 
 
 def frontier_at(points: list[tuple[float, float]], x: float) -> float:
@@ -65,7 +66,8 @@ def summarise(records: list[dict], mode: str = "max") -> list[dict]:
             method=method, level=level, epochs=runs[0]["epochs"], seeds=len(runs), paired=len(gains), saved=saved,
             metric=metric, metric_se=metric_se, gain=gain, gain_se=gain_se,
             fit_seconds=statistics.fmean(r["fit_seconds"] for r in runs),
-            speedup=statistics.fmean(speed) if speed else NAN, extrapolated=not budget and saved > reach + 1e-9,
+            speedup=statistics.fmean(speed) if speed else NAN,
+            extrapolated=not budget and saved > reach + EXTRAPOLATION,
         ))  # fmt: skip
     rows.sort(
         key=lambda r: (r["method"] != "full", -r["epochs"] if r["method"] == "full" else 0, r["method"], r["level"])

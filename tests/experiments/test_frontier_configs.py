@@ -1,51 +1,61 @@
-"""The frontier tasks as LightningCLI configs: through the ``lightning-ted frontier`` runner they train exactly
-what ``experiments/frontier.py``'s ``run_job`` trains (the premise of moving the benchmark onto the command)."""
+"""The frontier benchmark runs on the ``lightning-ted frontier`` runner over its task configs
+(``experiments/configs/frontier/``); each run must be the plain-Lightning run the benchmark defines (the
+model, data, schedule and seed of ``direct_run`` below, the pre-migration ``run_job``), bit for bit."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
-import yaml
 
-from lightning_ted.frontier.config import load_config, run_config
-from lightning_ted.frontier.plan import Run
-from lightning_ted.frontier.runner import fit_one
+from lightning_ted import ConstantSchedule, DynamicPruningDataModule
 from lightning_ted.zoo.datasets import default_data_root
+from lightning_ted.zoo.demo import timed_fit
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-sys.path.insert(0, str(EXPERIMENTS))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
 import frontier  # noqa: E402
-from compare import accuracy  # noqa: E402
+from compare import TaskModule, accuracy  # noqa: E402
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore"),
-    pytest.mark.skipif(not (default_data_root() / "FashionMNIST").exists(), reason="shared/data/FashionMNIST absent"),
-]
+pytestmark = pytest.mark.filterwarnings("ignore")
+NEEDS = {"fashion": "FashionMNIST", "cifar10": "CIFAR-10", "sst2": "SST-2"}
 
 
-def measured_accuracy(trainer, model, dm) -> dict:
-    """The benchmark's measures of a trained run, in percent, as ``run_job`` takes them."""
-    _, val, test = frontier.task_data(frontier.QUICK["fashion"])
-    return {"test_acc": accuracy(model.net, test), "val_acc": accuracy(model.net, val)}
-
-
-@pytest.mark.parametrize(("method", "level"), [("budget", 0.5), ("ted", 0.5)])
-def test_the_fashion_config_through_the_command_runner_trains_what_run_job_trains(method, level, tmp_path):
-    spec = frontier.QUICK["fashion"]
-    frontier._DATA.pop("fashion", None)  # the data cache is keyed by task name: the test sizes from here on
-    expected = frontier.run_job(frontier.Job("fashion", method, level, 0), spec)
-    cfg = yaml.safe_load((EXPERIMENTS / "configs" / "frontier" / "fashion.yaml").read_text())
-    cfg["trainer"]["max_epochs"] = spec.epochs
-    cfg["data"]["init_args"]["datamodule"]["init_args"]["quick"] = True
-    (tmp_path / "fashion.yaml").write_text(yaml.safe_dump(cfg))
-    task = load_config(tmp_path / "fashion.yaml")
-    if method == "budget":
-        run = Run("full", level, 0, round(level * spec.epochs))
+def direct_run(job: frontier.Job, spec: frontier.TaskSpec) -> tuple[float, float, float]:
+    """(saved, test %, validation %) of ``job`` built by hand with plain Lightning, as the benchmark defines it."""
+    train, val, test = frontier.task_data(spec)
+    budget = job.method == "budget"
+    epochs = int(round(job.level * spec.epochs)) if budget else spec.epochs
+    ratio = 0.0 if budget else frontier.schedule_ratio(job.method, job.level, spec)
+    L.seed_everything(job.seed, verbose=False)
+    net = frontier.build_net(spec)
+    model = TaskModule(net, lr=spec.lr, epochs=epochs, adam=spec.data == "sst2")
+    schedule = ConstantSchedule(ratio=ratio, warmup_epochs=frontier.WARMUP, anneal=frontier.ANNEAL)
+    kwargs = dict(
+        method=frontier.make_pruner("full" if budget else job.method, epochs), schedule=schedule, seed=job.seed
+    )
+    if spec.data.startswith("cifar10"):
+        dm = DynamicPruningDataModule(datamodule=frontier._cifar_train_module(train, spec, job.seed), **kwargs)
     else:
-        run = Run(method, frontier.schedule_ratio(method, level, spec), 0, spec.epochs)
-    record = fit_one(run_config(task, run, tmp_path), run, task.metric, spec.epochs, measured_accuracy)
-    assert record["saved"] == pytest.approx(expected.saved)
-    assert record["extra"] == {"test_acc": expected.test_acc, "val_acc": expected.val_acc}
-    assert record["metric"] == pytest.approx(expected.val_acc / 100)  # the Lightning val_acc, a fraction
+        dm = DynamicPruningDataModule(train, batch_size=spec.batch_size, **kwargs)
+    timed_fit(model, dm, epochs, limit_val_batches=0)
+    saved = 1.0 - epochs / spec.epochs if budget else dm.saved_fraction(epochs - 1)
+    return saved, accuracy(net, test), accuracy(net, val)
+
+
+@pytest.mark.parametrize("task", ["fashion", "cifar10", pytest.param("sst2", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(("method", "level"), [("budget", 0.5), ("ted", 0.5)])
+def test_the_benchmark_run_through_its_task_config_is_the_plain_lightning_run(task, method, level):
+    if not (default_data_root() / NEEDS[task]).exists():
+        pytest.skip(f"shared/data/{NEEDS[task]} is not present")
+    if task == "sst2" and importlib.util.find_spec("transformers") is None:
+        pytest.skip("the nlp extra is not installed")
+    spec = frontier.QUICK[task]
+    frontier._DATA.pop(task, None)  # the data cache is keyed by task name: the test sizes from here on
+    job = frontier.Job(task, method, level, 0)
+    result = frontier.run_job(job, spec)
+    saved, test_acc, val_acc = direct_run(job, spec)
+    assert (result.saved, result.test_acc, result.val_acc) == (pytest.approx(saved), test_acc, val_acc)
+    assert result.epochs == (3 if method == "budget" else 6) and result.fingerprint == spec.fingerprint()

@@ -145,6 +145,11 @@ def test_one_seed_when_standard_errors_are_asked_is_refused(tmp_path, capsys):
     assert "--seeds 1 gives no standard error" in err and "--no-se" in err
 
 
+def test_ratios_and_targets_given_together_are_refused(tmp_path, capsys):
+    args = ["--config", str(tiny_config(tmp_path)), "--ratios", "0.5", "--targets", "0.3", "--out", str(tmp_path)]
+    assert "--ratios and --targets both given" in _refused(capsys, *args)
+
+
 def test_an_unknown_method_name_is_refused_before_training(tmp_path, capsys):
     err = _refused(capsys, "--config", str(tiny_config(tmp_path)), "--methods", "infobach", "--out", str(tmp_path))
     assert "unknown method 'infobach'" in err and "infobatch" in err

@@ -8,6 +8,7 @@ import torch
 from lightning_ted.frontier import FrontierRefusal, frontier_at, summarise, verdict
 from lightning_ted.frontier.horizon import check_follows, lr_trace
 from lightning_ted.frontier.plan import budget_epochs, plan_runs
+from lightning_ted.frontier.targets import expected_saving, ratio_for_target
 
 
 def rec(method, level, seed, saved, metric, fit=10.0, epochs=4):
@@ -93,3 +94,15 @@ def test_a_schedule_ending_with_the_run_passes_and_one_sized_for_a_longer_run_is
         check_follows(torch.optim.lr_scheduler.CosineAnnealingLR(_sgd(), T_max=10), 5, "epoch", 5)
     with pytest.raises(FrontierRefusal, match="StepLR"):
         check_follows(torch.optim.lr_scheduler.StepLR(_sgd(), step_size=1, gamma=0.9), 10, "epoch", 10)
+
+
+def test_a_saving_target_becomes_the_ratio_the_schedule_needs_and_an_unreachable_one_is_refused():
+    constant = {"class_path": "lightning_ted.ConstantSchedule", "init_args": {"warmup_epochs": 1, "anneal": 0.125}}
+    assert ratio_for_target(constant, 0.5, 16) == pytest.approx(0.5 * 16 / 13, abs=1e-4)  # 13 pruning epochs
+    coaster = {"class_path": "lightning_ted.RollerCoasterSchedule", "init_args": {"beta": 0.1}}
+    r = ratio_for_target(coaster, 0.3, 10)
+    assert expected_saving(coaster, r, 10) == pytest.approx(0.3, abs=1e-3)
+    assert ratio_for_target(None, 0.3, 10) == ratio_for_target({"class_path": "lightning_ted.RollerCoasterSchedule"},
+                                                               0.3, 10)  # fmt: skip
+    with pytest.raises(FrontierRefusal, match=r"--targets 0.9: the config's schedule saves at most"):
+        ratio_for_target(constant, 0.9, 16)

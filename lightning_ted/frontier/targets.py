@@ -1,0 +1,48 @@
+"""``--targets``: the schedule ratio at which the config's schedule skips a target share of sample-passes.
+
+Users think in savings ("save 30%"), schedules take a per-epoch ratio that warm-up and anneal epochs dilute
+(and a roller coaster bends). For a target t the ratio r solves ``mean over the E epochs of prune_ratio(r,
+epoch) = t``, by bisection on the config's own schedule class and arguments. That is the saving of a method
+that drops exactly the scheduled share (TED, random); InfoBatch and SeTa drop less, and the table reports
+what each run reached.
+
+>>> ratio_for_target({"class_path": "lightning_ted.ConstantSchedule"}, 0.5, 16)  # 13 pruning epochs of 16
+0.6154
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from lightning_ted.frontier.errors import FrontierRefusal
+
+MAX_RATIO = 0.99
+
+
+def _schedule(entry: dict | None, ratio: float, max_epochs: int):
+    entry = entry or {"class_path": "lightning_ted.RollerCoasterSchedule"}
+    module, _, name = entry["class_path"].rpartition(".")
+    schedule = getattr(importlib.import_module(module), name)(**{**entry.get("init_args", {}), "ratio": ratio})
+    schedule.follow(max_epochs)
+    return schedule
+
+
+def expected_saving(entry: dict | None, ratio: float, max_epochs: int) -> float:
+    """Share of the E epochs' sample-passes the schedule skips at ``ratio`` (an exact-count method)."""
+    schedule = _schedule(entry, ratio, max_epochs)
+    return sum(schedule.prune_ratio(epoch) for epoch in range(max_epochs)) / max_epochs
+
+
+def ratio_for_target(entry: dict | None, target: float, max_epochs: int) -> float:
+    """The ratio (4 decimals) whose expected saving is ``target``; refused when the schedule cannot reach it."""
+    most = expected_saving(entry, MAX_RATIO, max_epochs)
+    if not 0.0 < target <= most + 1e-9:
+        raise FrontierRefusal(
+            f"--targets {target}: the config's schedule saves at most {most:.1%} of the sample-passes over "
+            f"{max_epochs} epochs (warm-up and anneal epochs train on all data); choose targets in (0, {most:.2f}]"
+        )
+    lo, hi = 0.0, MAX_RATIO
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if expected_saving(entry, mid, max_epochs) < target else (lo, mid)
+    return round((lo + hi) / 2, 4)
