@@ -99,7 +99,7 @@ def method_entry(method: str) -> dict | None:
     """The config entry of a named TED variant (``frontier_tasks.TED_VARIANTS``); ``None`` for a base method."""
     if method not in TED_VARIANTS:
         return None
-    return {"class_path": "lightning_ted.TED", "init_args": dict(TED_VARIANTS[method])}
+    return {"class_path": "lightning_ted.research.TEDVariant", "init_args": dict(TED_VARIANTS[method])}
 
 
 def flipped_share(flipped: torch.Tensor, pruned_passes: torch.Tensor) -> float:

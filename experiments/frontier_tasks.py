@@ -17,6 +17,7 @@ from compare import load_task  # noqa: E402
 from minilm_top import MiniLMTop, cached_bottom  # noqa: E402
 
 from lightning_ted import METHODS, ConstantSchedule  # noqa: E402
+from lightning_ted.research import TEDVariant  # noqa: E402
 from lightning_ted.zoo.data import CIFAR10Data, flip_labels, normalize_images  # noqa: E402
 from lightning_ted.zoo.datasets import CIFAR10_MEAN, CIFAR10_STD, load_cifar10  # noqa: E402
 from lightning_ted.zoo.models import CifarCNN, SmallCNN  # noqa: E402
@@ -44,7 +45,7 @@ METHOD_ORDER = BASE_METHODS + tuple(TED_VARIANTS)
 def make_pruner(method: str, epochs: int):
     """The pruning method of a run: a base method by name, or a named TED variant."""
     if method in TED_VARIANTS:
-        return METHODS["ted"](**TED_VARIANTS[method])
+        return TEDVariant(**TED_VARIANTS[method])  # the research class holds every measured variant
     return METHODS[method](max_epochs=epochs) if method == "seta" else METHODS[method]()  # SeTa's partial anneal
 
 
