@@ -247,9 +247,9 @@ def write_table(runs: list[dict], loaders: list[tuple[float, float]], args: argp
             "",
             f"Data path alone (one epoch of batches, no model, page cache warm; CPU seconds, medians of "
             f"{len(loaders)}): litdata's loader {plain:.2f} s, the streamed path at 0% {mine:.2f} s (ratio "
-            f"{mine / plain:.3f}, {(mine - plain) / args.n * 1e6:.1f} us per sample). The rest of the difference "
-            "in training is the per-step pruning bookkeeping both paths share (training_step's dict output, "
-            "pruned_loss's weights and gradient hook, the datamodule's batch hooks, the callback).",
+            f"{mine / plain:.3f}, {(mine - plain) / args.n * 1e6:.1f} us per sample). Training adds the per-step "
+            "pruning bookkeeping shared with the map-style path (training_step's dict output, pruned_loss's weights "
+            "and gradient hook, the datamodule's batch hooks, the callback).",
             "",
             f"Every run: {each}.",
             "",

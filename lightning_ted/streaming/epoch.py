@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
-from lightning_ted.batch import IndexedCollate, IndexedSample
+from lightning_ted.batch import IndexedSample
 from lightning_ted.loader import loader_kwargs
 from lightning_ted.resume import EpochCursor
 from lightning_ted.selection import Selection, epoch_generator
-from lightning_ted.streaming.stream import PrunedStream, Remainder, dense_weights, unbatched
+from lightning_ted.streaming.stream import PrunedStream, Remainder, collate_kept, dense_weights, unbatched
 
 
 @dataclass
@@ -63,7 +63,7 @@ class StreamedEpochLoader:
         # one process: every kept sample is this rank's
         self.rank_kept = int(plan[rank].sum()) if plan is not None else len(selection)
         self.rank_batches = math.ceil(self.rank_kept / self.batch_size)
-        self.collate = IndexedCollate(dm.collate_fn)
+        self.collate = dm.collate_fn or default_collate
 
     def __len__(self) -> int:
         return self.cursor.total
@@ -78,14 +78,18 @@ class StreamedEpochLoader:
             generator=epoch_generator(self.dm.seed, self.cursor.epoch, stream=2),  # worker seeds
             **kwargs,
         )
-        rest: list[IndexedSample] = []
+        rest = Remainder([], [], [])
         for out in loader:
             if isinstance(out, Remainder):
-                rest.extend(out.items)
+                rest.items += out.items
+                rest.index += out.index
+                rest.weight += out.weight
             else:
                 yield out
-        for start in range(0, len(rest), self.batch_size):
-            yield self.collate(rest[start : start + self.batch_size])
+        size = self.batch_size
+        for start in range(0, len(rest.items), size):
+            part = slice(start, start + size)
+            yield collate_kept(self.collate, rest.items[part], rest.index[part], rest.weight[part])
 
     def __iter__(self) -> Iterator[IndexedSample]:
         cursor = self.cursor
