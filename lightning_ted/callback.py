@@ -101,6 +101,8 @@ class TEDPruningCallback(*CALLBACK_BASES):
             self.summary.fit_start(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.datamodule is not None:  # a fit resumed at the end of its last epoch has one left to fold in
+            self.datamodule.fold_finished_epoch()
         if self.summary is not None and self.datamodule is not None:
             labels = self.datamodule.train_labels() if self.log_per_class else None
             self.summary.report(trainer, self.datamodule, labels)

@@ -12,5 +12,5 @@ class PruningDataSource:
     ``state`` (the :class:`~lightning_ted.state.ScoreState`), ``method`` (the pruning method),
     ``batch_context`` (the current batch's indices and weights), ``current_selection`` and
     ``trained_selection``, ``kept_history``, ``begun_epoch``, and the calls ``record_epoch(epoch)``,
-    ``sync_and_update(epoch)``, ``total_optimizer_steps()`` and ``train_labels()``.
+    ``fold_finished_epoch()``, ``sync_and_update(epoch)``, ``total_optimizer_steps()`` and ``train_labels()``.
     """

@@ -225,7 +225,10 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
 
     def fold_finished_epoch(self) -> None:
         """Fold in the observations of an epoch a checkpoint caught after its last batch but before its end
-        hooks (Lightning does not rerun them on resume): they were gathered from every rank when saved."""
+        hooks (Lightning does not rerun them on resume): they were gathered from every rank when saved. Called
+        before the next epoch's selection, and when a resumed fit ends without another epoch."""
+        if self._unfolded_epoch is None:
+            return
         epoch, self._unfolded_epoch = self._unfolded_epoch, None
         restored, local = self.state.take_split()
         self.method.update(self.state, restored.join(local), epoch)

@@ -1,7 +1,8 @@
 """Resume from a checkpoint written anywhere in an epoch reproduces the uninterrupted run, for every method.
 
 One uninterrupted run per method writes a checkpoint after the first, a middle and the last training batch
-of an epoch, and at that epoch's end from a callback listed before and after ``TEDPruningCallback``.
+of an epoch, and at that epoch's end from a callback listed before and after ``TEDPruningCallback``, and
+after the last batch of the run (the resumed fit then trains nothing and must still fold that epoch in).
 Each checkpoint is resumed on a fresh model (other seed) and must end with the same kept history, visit
 counts, scores, trained samples and parameters. The last-batch and early epoch-end checkpoints are the
 cases where Lightning does not rerun the interrupted epoch's end hooks on resume.
@@ -22,7 +23,7 @@ from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPr
 from lightning_ted.methods import METHODS, build_method
 
 N, BATCH, EPOCHS, SAVE_EPOCH = 320, 32, 4, 1  # 10 batches a full epoch; epoch 1 prunes, so selection matters
-PLACES = ("first_batch", "middle_batch", "last_batch", "epoch_end_before", "epoch_end_after")
+PLACES = ("first_batch", "middle_batch", "last_batch", "epoch_end_before", "epoch_end_after", "run_end_batch")
 
 
 class Mlp(L.LightningModule):
@@ -56,6 +57,8 @@ class SaveAfterBatches(Callback):
             for place, idx in {"first": 0, "middle": last // 2, "last": last}.items():
                 if batch_idx == idx:
                     trainer.save_checkpoint(self.folder / f"{place}_batch.ckpt")
+        if trainer.current_epoch == EPOCHS - 1 and batch_idx == trainer.num_training_batches - 1:
+            trainer.save_checkpoint(self.folder / "run_end_batch.ckpt")  # the fit ends on resume: fold at its end
 
 
 class SaveAtEpochEnd(Callback):
@@ -99,7 +102,7 @@ def test_resume_from_a_checkpoint_anywhere_in_an_epoch_matches_the_uninterrupted
         assert torch.equal(dm.kept_history, full_dm.kept_history), (where, dm.kept_history, full_dm.kept_history)
         assert torch.equal(dm.state.seen, full_dm.state.seen), where
         torch.testing.assert_close(dm.state.score, full_dm.state.score, rtol=0, atol=0, equal_nan=True, msg=where)
-        for epoch in range(SAVE_EPOCH + 1, EPOCHS):
+        for epoch in range(SAVE_EPOCH + 1, EPOCHS) if place != "run_end_batch" else ():
             assert torch.equal(rec.kept[epoch], full_rec.kept[epoch]), (where, epoch)
             assert torch.equal(torch.cat(rec.seen[epoch]), torch.cat(full_rec.seen[epoch])), (where, epoch)
             assert torch.equal(torch.cat(rec.weights[epoch]), torch.cat(full_rec.weights[epoch])), (where, epoch)
