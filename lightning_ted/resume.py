@@ -61,12 +61,7 @@ class ResumableEpoch:
         return {"epoch": self.cursor.epoch, "batches": self.cursor.batches}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches"])
-        if epoch != self.cursor.epoch:
-            raise RuntimeError(
-                f"the checkpoint's train loader stopped in epoch {epoch} but Lightning resumes epoch "
-                f"{self.cursor.epoch}; the checkpoint does not match its training progress."
-            )
+        batches = checked_batches(state_dict, self.cursor)
         world = getattr(self.sampler, "num_replicas", 1)
         position = self.cursor.resume_at
         if position is None:
@@ -107,3 +102,14 @@ def restore_interrupted(saved: dict[str, Any], num_samples: int) -> tuple[EpochC
         epoch, int(saved["batches"]), position, resume_at=position, resume_batches=int(saved["batches"])
     )
     return cursor, selection
+
+
+def checked_batches(state_dict: dict[str, int], cursor: EpochCursor) -> int:
+    """The batches a checkpointed train loader had trained, after checking it stopped in ``cursor``'s epoch."""
+    epoch = int(state_dict["epoch"])
+    if epoch != cursor.epoch:
+        raise RuntimeError(
+            f"the checkpoint's train loader stopped in epoch {epoch} but Lightning resumes epoch "
+            f"{cursor.epoch}; the checkpoint does not match its training progress."
+        )
+    return int(state_dict["batches"])

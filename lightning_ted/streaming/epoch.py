@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from lightning_ted.batch import IndexedSample
 from lightning_ted.loader import loader_kwargs
-from lightning_ted.resume import EpochCursor
+from lightning_ted.resume import EpochCursor, checked_batches
 from lightning_ted.selection import Selection, epoch_generator
 from lightning_ted.streaming.stream import PrunedStream, Remainder, collate_kept, dense_weights, unbatched
 
@@ -143,12 +143,7 @@ class StreamedEpochLoader:
         }
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches"])
-        if epoch != self.cursor.epoch:
-            raise RuntimeError(
-                f"the checkpoint's train loader stopped in epoch {epoch} but Lightning resumes epoch "
-                f"{self.cursor.epoch}; the checkpoint does not match its training progress."
-            )
+        batches = checked_batches(state_dict, self.cursor)
         then = {k: int(state_dict.get(k, v)) for k, v in self.state_dict().items() if k in ("world", "workers")}
         then["batch_size"] = int(state_dict.get("batch_size", self.batch_size))
         now = {"world": self.world, "workers": self.workers, "batch_size": self.batch_size}

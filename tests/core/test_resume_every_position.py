@@ -16,33 +16,13 @@ import torch
 from conftest import make_trainer, subset
 from lightning.pytorch.callbacks import Callback
 from test_end_to_end import EpochRecorder
-from torch import nn
-from torch.nn import functional as F
+from test_pruned_reference import MLP
 
-from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback, pruned_loss
+from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
 from lightning_ted.methods import METHODS, build_method
 
 N, BATCH, EPOCHS, SAVE_EPOCH = 320, 32, 4, 1  # 10 batches a full epoch; epoch 1 prunes, so selection matters
 PLACES = ("first_batch", "middle_batch", "last_batch", "epoch_end_before", "epoch_end_after", "run_end_batch")
-
-
-class Mlp(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
-
-    def forward(self, x):
-        return self.net(x)
-
-    def per_sample_loss(self, batch):
-        x, y = batch
-        return F.cross_entropy(self(x), y, reduction="none")
-
-    def training_step(self, batch, batch_idx):
-        return pruned_loss(self, self.per_sample_loss(batch))
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
 
 
 class SaveAfterBatches(Callback):
@@ -72,7 +52,7 @@ class SaveAtEpochEnd(Callback):
 
 def _run(method: str, train, seed: int, callbacks_before=(), callbacks_after=(), ckpt_path=None):
     L.seed_everything(seed, verbose=False)
-    model = Mlp()
+    model = MLP(lr=0.05)
     dm = DynamicPruningDataModule(
         train, method=build_method(method), schedule=RollerCoasterSchedule(ratio=0.5, beta=0.5), batch_size=BATCH
     )
