@@ -22,6 +22,7 @@ from lightning_ted.fit_summary import FitSummary
 from lightning_ted.methods.base import HeadStep
 from lightning_ted.observe.epoch_metrics import define_epoch_charts, epoch_scalars, log_score_histogram
 from lightning_ted.step_checks import FirstStepChecks, check_step_schedules, log_default_head
+from lightning_ted.steps import total_optimizer_steps
 from lightning_ted.taylor import HeadCapture, find_head
 
 PER_SAMPLE_KEY = "per_sample_loss"
@@ -110,7 +111,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm = self.datamodule
         exact = dm.method.exact_kept_count or dm.overfitting
-        check_step_schedules(trainer, dm.total_optimizer_steps() if exact else None, dm.method.name)
+        check_step_schedules(trainer, total_optimizer_steps(trainer) if exact else None, dm.method.name)
 
     # ------------------------------------------------------------------ per step
     def on_train_batch_start(

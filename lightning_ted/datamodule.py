@@ -126,7 +126,7 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         self._version = 0
         self._interrupted: tuple[EpochCursor, Selection] | None = None  # a checkpoint's unfinished epoch
         self._unfolded_epoch: int | None = None  # a checkpoint's finished epoch whose observations await folding
-        self.begun_epoch = -1  # last epoch whose start was recorded (see begin_epoch)
+        self.begun_epoch = -1  # last epoch whose start was recorded (see record_epoch)
         self.cursor: EpochCursor | None = None  # progress through the current epoch's train loader
         self._context: tuple[Tensor, Tensor] | None = None  # (index, weight) of the batch in transfer
 
@@ -230,9 +230,7 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         if self._unfolded_epoch is None:
             return
         epoch, self._unfolded_epoch = self._unfolded_epoch, None
-        restored, local = self.state.take_split()
-        self.method.update(self.state, restored.join(local), epoch)
-        self._version += 1
+        self.sync_and_update(epoch)
 
     def saved_fraction(self, through_epoch: int) -> float:
         """Fraction of sample-passes saved in epochs ``0..through_epoch`` compared with full data."""

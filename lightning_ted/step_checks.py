@@ -198,9 +198,7 @@ def check_step_schedules(trainer: L.Trainer, total_optimizer_steps: int | None, 
     ``total_optimizer_steps=None``: ``method`` keeps a loss-dependent number of samples, so no step count
     is known in advance and any per-step schedule of known length is warned about.
     """
-    taken = total_optimizer_steps
-    if taken is not None and trainer.max_steps is not None and trainer.max_steps >= 0:
-        taken = min(taken, trainer.max_steps)
+    taken = total_optimizer_steps  # already capped by Trainer(max_steps) (lightning_ted.steps)
     for config in trainer.lr_scheduler_configs:
         if config.interval != "step":
             continue

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from lightning_ted.data_source import PruningDataSource
+
 
 def total_optimizer_steps(trainer: Any) -> int:
     """Optimizer steps the whole ``fit`` of ``trainer`` takes: call it in ``configure_optimizers``.
@@ -23,15 +25,13 @@ def total_optimizer_steps(trainer: Any) -> int:
     >>> # total = lightning_ted.total_optimizer_steps(self.trainer)
     >>> # sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=total)
     """
-    from lightning_ted.datamodule import DynamicPruningDataModule  # the datamodule module is the heavier import
-
     if trainer is None:
         raise RuntimeError(
             "total_optimizer_steps(trainer) needs the Trainer of a running fit: call it in configure_optimizers "
             "as total_optimizer_steps(self.trainer)."
         )
     dm = getattr(trainer, "datamodule", None)
-    if isinstance(dm, DynamicPruningDataModule):
+    if isinstance(dm, PruningDataSource):
         steps = dm.total_optimizer_steps()
         if trainer.max_steps is not None and trainer.max_steps >= 0:
             steps = min(steps, trainer.max_steps)
