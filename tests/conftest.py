@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -57,3 +60,24 @@ def make_trainer(max_epochs: int, callbacks=(), **kwargs) -> L.Trainer:
     )
     defaults.update(kwargs)
     return L.Trainer(max_epochs=max_epochs, callbacks=list(callbacks), **defaults)
+
+
+def run_worker(script: Path, *args, extra_path=(), **env) -> subprocess.CompletedProcess:
+    """Run a DDP worker script (Lightning re-launches it for the other ranks) with the repository and
+    ``extra_path`` importable and one thread per process; fails the test with its stderr on a non-zero exit."""
+    path = os.pathsep.join([str(Path(__file__).resolve().parents[1]), *map(str, extra_path)])
+    proc = subprocess.run(
+        [sys.executable, str(script), *map(str, args)],
+        env=dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1", **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def rank_results(out: Path, devices: int) -> list[dict]:
+    """What each rank of a worker run saved as ``out/rank{r}.pt``."""
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(devices)]
+

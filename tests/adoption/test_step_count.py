@@ -3,14 +3,11 @@ number of optimizer steps the run takes (``accumulate_grad_batches``, ``limit_tr
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import rank_results, run_worker
 from steps_project import fit
 
 SCRIPT = Path(__file__).resolve().parent / "steps_project.py"
@@ -57,13 +54,8 @@ def test_user_sizes_a_step_schedule_under_a_method_whose_kept_count_depends_on_s
 def test_user_sizes_the_schedule_under_ddp_on_two_processes(tmp_path, prune):
     """Under DDP every rank predicts the per-rank step count it then takes (accumulation and a batch limit on);
     the pruned run's summary is printed once (rank zero)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SCRIPT.parents[2]), str(SCRIPT.parent)]),
-               OMP_NUM_THREADS="1")  # fmt: skip
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "2", prune, "2", "0.8"], env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    for rank in (0, 1):
-        result = torch.load(tmp_path / f"rank{rank}.pt")
+    proc = run_worker(SCRIPT, tmp_path, 2, prune, 2, 0.8, extra_path=[SCRIPT.parent])
+    for result in rank_results(tmp_path, 2):
         assert result["predicted"] == result["taken"]
     summaries = proc.stdout.count("lightning-ted fit summary")
     assert summaries == (1 if prune == "1" else 0), "the end-of-fit summary is printed once, by rank zero"

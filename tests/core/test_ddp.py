@@ -6,14 +6,11 @@ Run alone with ``pytest -m ddp``.
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import requires_mnist
+from conftest import rank_results, requires_mnist, run_worker
 from ddp_worker import MID_BATCH
 
 WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
@@ -22,16 +19,8 @@ pytestmark = [pytest.mark.ddp, pytest.mark.slow, requires_mnist]
 
 def _launch(out: Path, devices: int, batch_size: int, ckpt: Path | None = None, reference="ema") -> list[dict]:
     out.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(WORKER.parents[2]), OMP_NUM_THREADS="1", TED_REFERENCE=reference)
-    proc = subprocess.run(
-        [sys.executable, str(WORKER), str(out), str(devices), str(batch_size), *([str(ckpt)] if ckpt else [])],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(devices)]
+    run_worker(WORKER, out, devices, batch_size, *([ckpt] if ckpt else []), TED_REFERENCE=reference)
+    return rank_results(out, devices)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import rank_results, run_worker
 from stream_helpers import N_SAMPLES, fit_streamed, make_item, optimize_dataset
 from test_resume import SaveAt
 from torch.utils.data import IterableDataset, get_worker_info
@@ -167,17 +165,8 @@ def test_user_resumes_a_streamed_epoch_with_other_workers(optimized, tmp_path):
 # ---------------------------------------------------------------- DDP on 2 CPU processes
 def _launch_ddp(data, out, devices=2, workers=0) -> list[dict]:
     out.mkdir()
-    worker = Path(__file__).resolve().parent / "stream_ddp_worker.py"
-    env = dict(os.environ, PYTHONPATH=str(worker.parents[2]), OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, str(worker), str(data), str(out), str(devices), str(workers)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(devices)]
+    run_worker(Path(__file__).resolve().parent / "stream_ddp_worker.py", data, out, devices, workers)
+    return rank_results(out, devices)
 
 
 @pytest.mark.ddp
