@@ -9,6 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from conftest import make_trainer
 from lightning.pytorch.callbacks import Callback
 
 from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback, pruned_loss
@@ -106,17 +107,8 @@ def fit_streamed(
         dataset, method=method, schedule=RollerCoasterSchedule(ratio=0.5, beta=0.5, anneal=0.0), **dm_kwargs
     )
     recorder = StreamRecorder()
-    defaults = dict(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    defaults.update(trainer_kwargs or {})
-    trainer = L.Trainer(max_epochs=epochs, callbacks=[TEDPruningCallback(), recorder, *callbacks], **defaults)
+    options = {"deterministic": False, **(trainer_kwargs or {})}  # the suite's quick CPU Trainer, not pinned
+    trainer = make_trainer(epochs, callbacks=[TEDPruningCallback(), recorder, *callbacks], **options)
     model = TinyNet(lr)
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     return dm, recorder, trainer, model
