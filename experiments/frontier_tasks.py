@@ -38,6 +38,11 @@ TED_VARIANTS: dict[str, dict] = {
     "ted_pps_rank_norm": {"selection": "pps", "pps_transform": "rank", "normalize": True},
     "ted_q8_norm": {"q": 0.8, "normalize": True},
     "ted_norm": {"normalize": True},  # the default between the two rankings in ted_default.md
+    # issue 23: today's default (igd) rerun under this code, the candidate (grad_norm), and the equal-weight
+    # random control (TED's candidate share, staleness rule, weights and bound 2 on uniform keys)
+    "ted_igd": {},
+    "ted_gradnorm": {"score": "grad_norm"},
+    "ted_rand": {"ranking": "random"},
 }
 METHOD_ORDER = BASE_METHODS + tuple(TED_VARIANTS)
 

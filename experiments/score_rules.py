@@ -108,8 +108,9 @@ class ScoreTracker:
         # full data prunes nothing; "all" mixes by the share a 30% drop would give
         self.selection = Selection(torch.arange(num_samples - int(0.3 * num_samples)), 0, 1.0, num_samples)
 
-    def start_epoch(self, model: nn.Module, x: Tensor, y: Tensor, epoch: int, seed: int) -> None:
-        """The ``pruned`` reference: mean head gradient over a uniform subsample (forward-only)."""
+    def start_epoch(self, model: nn.Module, x: tuple[Tensor, ...], y: Tensor, epoch: int, seed: int) -> None:
+        """The ``pruned`` reference: mean head gradient over a uniform subsample (forward-only); ``x`` holds
+        the model's input tensors."""
         teds = [r.method for r in self.rules if isinstance(r.method, TEDVariant)]
         teds = [m for m in teds if m.references.needs_forward_pass]
         if not teds:
@@ -118,7 +119,7 @@ class ScoreTracker:
         seen = {}
         handle = self.head.register_forward_hook(lambda m, i, o: seen.update(h=i[0], z=o))
         try:
-            losses = nn.functional.cross_entropy(model(x[idx]), y[idx], reduction="none")
+            losses = nn.functional.cross_entropy(model(*(t[idx] for t in x)), y[idx], reduction="none")
             (grad_z,) = torch.autograd.grad(losses.sum(), seen["z"])
         finally:
             handle.remove()

@@ -30,7 +30,8 @@ from torch import nn
 
 from lightning_ted.selection import epoch_generator
 from lightning_ted.taylor import find_head
-from lightning_ted.zoo.datasets import load_image_classification
+from lightning_ted.zoo.data import normalize_images
+from lightning_ted.zoo.datasets import CIFAR10_MEAN, CIFAR10_STD, load_image_classification
 from lightning_ted.zoo.models import SmallCNN
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -42,7 +43,7 @@ class Task:
     dataset: str
     n_train: int
     n_val: int
-    model: str  # "mlp" or "cnn"
+    model: str  # "mlp", "cnn", or a frontier task's net ("frontier": its data and model, frontier_tasks.py)
     epochs: int
     lr: float = 0.05
     batch_size: int = 128
@@ -51,6 +52,7 @@ class Task:
     rules: tuple[str, ...] | None = None
     rules_50: tuple[str, ...] | None = None
     rules_own: tuple[str, ...] | None = None
+    optimizer: str = "sgd"  # "sgd" (Nesterov 0.9, weight decay 5e-4) or "adamw" (weight decay 1e-4)
 
     @property
     def phases(self) -> tuple[int, int, int]:
@@ -72,6 +74,9 @@ QUICK_RULES = ("ted", "ted_grad_norm", "ted_ig", "ted_horizon", "ted_top", "loss
 WIDE_RULES = ("ted", "ted_cross", "ted_grad_norm", "ted_ig", "ted_horizon", "ted_top", "loss", "el2n", "random")
 CNN_50 = ("ted", "ted_grad_norm", "ted_gated", "loss", "el2n", "random")
 CNN_OWN = ("ted", "ted_gated", "infobatch")
+FRONTIER_RULES = ("ted", "ted_grad_norm", "ted_horizon", "ted_ig", "ted_top", "loss", "el2n", "infobatch", "random")
+FRONTIER_50 = ("ted", "ted_grad_norm", "loss", "el2n", "random")
+FRONTIER_OWN = ("ted", "ted_grad_norm", "infobatch")
 TASKS = {
     "mnist_mlp": Task("mnist_mlp", "MNIST", 4000, 1000, "mlp", 10),
     "fashion": Task(
@@ -79,6 +84,13 @@ TASKS = {
     ),
     # all 59k training images, fewer epochs: each sample seen few times, much of the data redundant
     "fashion60k": Task("fashion60k", "FashionMNIST", 59000, 1000, "cnn", 6, 0.05, 128, 3, WIDE_RULES, (), ()),
+    # the frontier's CIFAR-10 (CifarCNN, no augmentation) and SST-2 (MiniLM top 2 layers) tasks: same data and nets
+    "cifar10_noaug": Task(
+        "cifar10_noaug", "CIFAR-10", 10000, 2000, "frontier", 20, 0.1, 64, 3, FRONTIER_RULES, FRONTIER_50, FRONTIER_OWN
+    ),
+    "sst2": Task(
+        "sst2", "SST-2", 1000, 500, "frontier", 10, 3e-4, 32, 3, FRONTIER_RULES, FRONTIER_50, FRONTIER_OWN, "adamw"
+    ),
     "quick": Task("quick", "MNIST", 400, 200, "mlp", 6, 0.05, 128, 1, QUICK_RULES, ("ted", "loss", "random"), ("ted",)),
 }
 
@@ -86,31 +98,50 @@ TASKS = {
 def make_model(task: Task) -> nn.Module:
     if task.model == "mlp":
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    if task.model == "frontier":
+        from frontier_tasks import TASKS as FRONTIER
+        from frontier_tasks import build_net
+
+        return build_net(FRONTIER[task.name])
     return SmallCNN(10)
 
 
-def load(task: Task) -> tuple[torch.Tensor, ...]:
+def load(task: Task) -> tuple:
+    """``(inputs, labels, val inputs, val labels)``; inputs are a tuple of tensors (the model's arguments)."""
+    if task.model == "frontier":  # the frontier task's own split (CIFAR train normalised as its loader does)
+        from frontier_tasks import TASKS as FRONTIER
+        from frontier_tasks import task_data
+
+        train, val, _ = task_data(FRONTIER[task.name])
+        xs = train.tensors[:-1]
+        if task.dataset == "CIFAR-10":
+            xs = (normalize_images(xs[0], CIFAR10_MEAN, CIFAR10_STD),)
+        return xs, train.tensors[-1], val.tensors[:-1], val.tensors[-1]
     full = load_image_classification(task.dataset, train=True, limit=task.n_train + task.n_val)
     x, y = full.tensors
-    return x[: task.n_train], y[: task.n_train], x[task.n_train :], y[task.n_train :]
+    return (x[: task.n_train],), y[: task.n_train], (x[task.n_train :],), y[task.n_train :]
+
+
+def rows_of(xs: tuple, idx: torch.Tensor | slice) -> tuple:
+    return tuple(t[idx] for t in xs)
 
 
 def lr_at(task: Task, epoch: int) -> float:
     return task.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / task.total_epochs))
 
 
-def train_epoch(model, opt, task, x, y, epoch, seed, weights, tracker=None) -> None:
+def train_epoch(model, opt, task, xs, y, epoch, seed, weights, tracker=None) -> None:
     """One epoch in the full run's order (a ``(seed, epoch)`` permutation) over the samples of weight > 0."""
     lr = lr_at(task, epoch)
     for group in opt.param_groups:
         group["lr"] = lr
-    perm = torch.randperm(x.shape[0], generator=epoch_generator(seed, epoch, stream=7))
+    perm = torch.randperm(y.shape[0], generator=epoch_generator(seed, epoch, stream=7))
     order = perm[weights[perm] > 0]
     model.train()
     for idx in order.split(task.batch_size):
         if tracker is not None:
             tracker.capture.enabled = True
-        losses = F.cross_entropy(model(x[idx]), y[idx], reduction="none")
+        losses = F.cross_entropy(model(*rows_of(xs, idx)), y[idx], reduction="none")
         w = weights[idx]
         opt.zero_grad(set_to_none=True)
         (losses * w).mean().backward()
@@ -121,20 +152,21 @@ def train_epoch(model, opt, task, x, y, epoch, seed, weights, tracker=None) -> N
 
 
 @torch.no_grad()
-def evaluate(model, x, y, xv, yv) -> dict[str, float]:
+def evaluate(model, xs, y, xvs, yv) -> dict[str, float]:
     model.eval()
-    train_loss = sum(
-        F.cross_entropy(model(c), t, reduction="sum").item() for c, t in zip(x.split(2048), y.split(2048), strict=True)
-    )
-    logits = torch.cat([model(c) for c in xv.split(2048)])
+    chunks = [slice(i, i + 1024) for i in range(0, y.shape[0], 1024)]
+    train_loss = sum(F.cross_entropy(model(*rows_of(xs, c)), y[c], reduction="sum").item() for c in chunks)
+    logits = torch.cat([model(*rows_of(xvs, slice(i, i + 1024))) for i in range(0, yv.shape[0], 1024)])
     return {
-        "train_loss": train_loss / x.shape[0],
+        "train_loss": train_loss / y.shape[0],
         "val_loss": F.cross_entropy(logits, yv).item(),
         "val_acc": 100.0 * (logits.argmax(1) == yv).float().mean().item(),
     }
 
 
 def new_optimizer(model: nn.Module, task: Task) -> torch.optim.Optimizer:
+    if task.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=task.lr, weight_decay=1e-4)
     return torch.optim.SGD(model.parameters(), lr=task.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
 
@@ -145,6 +177,7 @@ def continue_run(task, snap, data, seed, phase, weights) -> dict[str, float]:
     opt = new_optimizer(model, task)
     opt.load_state_dict(snap["opt"])
     x, y, xv, yv = data
+    torch.manual_seed(10_000 * seed + phase)  # dropout (MiniLM): the same stream from every checkpoint
     for e in range(phase, phase + task.horizon):
         train_epoch(model, opt, task, x, y, e, seed, weights)
     return evaluate(model, x, y, xv, yv)
@@ -156,8 +189,8 @@ def full_run(task: Task, data, seed: int, rules: list[str]):
     torch.manual_seed(seed)
     model = make_model(task)
     opt = new_optimizer(model, task)
-    tracker = ScoreTracker(rules, x.shape[0], find_head(model))
-    ones = torch.ones(x.shape[0])
+    tracker = ScoreTracker(rules, y.shape[0], find_head(model))
+    ones = torch.ones(y.shape[0])
     snaps, after = {}, {}
     for e in range(task.total_epochs):
         if e in task.phases:
@@ -230,7 +263,7 @@ def removal(task, data, seed, phase, snap, ref, rule, frac, kind) -> dict:
 def mask_regression(task, data, seed, snap, ref, n_masks, cache) -> None:
     """Random 30% drop masks: their measured cost beside the sum of each rule's scores over the mask."""
     phase = task.phases[1]
-    n = data[0].shape[0]
+    n = data[1].shape[0]
     for i in range(n_masks):
         drop = torch.rand(n, generator=epoch_generator(seed, 5000 + i, stream=1)) < 0.3
         m = continue_run(task, snap, data, seed, phase, (~drop).float())

@@ -13,6 +13,9 @@ extra options (their results: ``experiments/results/ted_default.md``, ``score_va
   ``pps_transform``: ``"value"`` or ``"rank"``), an exact-size systematic sample weighted ``1 / pi_k``.
 - ``gate="mean_loss"``: only below-mean-loss samples can be dropped (InfoBatch's gate, TED ranks inside).
 - ``compare="epoch"``: a score is compared only with scores measured in the same epoch (its rank there).
+- ``ranking="random"``: the equal-weight random control. Candidates are drawn uniformly among the scored
+  samples each epoch, with TED's candidate share, staleness rule, weights and bounds, so a frontier gain
+  over it is selection and not the step size of the reweighted drop.
 
 Example:
     >>> TEDVariant(score="cross", reference="ema").references.kind
@@ -41,6 +44,7 @@ SELECTIONS = ("drop", "pps")
 PPS_TRANSFORMS = ("value", "rank")
 GATES = (None, "mean_loss")
 COMPARES = ("all", "epoch")
+RANKINGS = ("score", "random")
 
 
 class TEDVariant(TED):
@@ -65,6 +69,7 @@ class TEDVariant(TED):
         pi_min: float | None = None,
         gate: str | None = None,
         compare: str = "all",
+        ranking: str = "score",
     ) -> None:
         super().__init__(score, alpha, q, max_staleness, normalize, max_weight)
         if not 0.0 <= ema_decay < 1.0:
@@ -77,6 +82,7 @@ class TEDVariant(TED):
             ("pps_transform", pps_transform, PPS_TRANSFORMS),
             ("gate", gate, GATES),
             ("compare", compare, COMPARES),
+            ("ranking", ranking, RANKINGS),
         ):
             if value not in choices:
                 raise ValueError(f"{arg} must be one of {choices}, got {value!r}")
@@ -85,10 +91,13 @@ class TEDVariant(TED):
                 f"pi_min={pi_min!r} would let a kept sample weigh 1/pi_min = {1 / pi_min:.3g}x, above "
                 f"max_weight={self.max_weight:g}: use pi_min in [1/max_weight, 1] or raise max_weight."
             )
+        if ranking == "random" and selection != "drop":
+            raise ValueError("ranking='random' draws TED's candidates at random; it needs selection='drop'")
         if score == "ig" and gate is not None:
             raise ValueError("score='ig' keeps each sample's expected loss where the gate keeps its last loss; use one")
         self.selection, self.pps_transform, self.pi_min = selection, pps_transform, pi_min
-        self.gate, self.compare, self.reference = gate, compare, reference
+        self.gate, self.compare, self.reference, self.ranking = gate, compare, reference, ranking
+        self._draw: Tensor | None = None  # ranking="random": this selection's uniform keys
         self.ema_decay, self.reference_size = float(ema_decay), int(reference_size)
         self.uses_aux = gate is not None or score == "ig"  # the gate's last loss; ig's expected loss
         self.exact_kept_count = gate is None
@@ -136,6 +145,8 @@ class TEDVariant(TED):
         return super().min_kept(num_samples)
 
     def select_raw(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
+        if self.ranking == "random":
+            self._draw = torch.rand(state.num_samples, generator=generator).to(state.score.device)
         if self.selection == "drop":
             return super().select_raw(state, prune_ratio, generator)
         n_keep = state.num_samples - self.drop_count(state.num_samples, prune_ratio)
@@ -154,6 +165,8 @@ class TEDVariant(TED):
 
     def ranked_scores(self, state: ScoreState) -> Tensor:
         score = self.gated(state, state.score)
+        if self.ranking == "random" and self._draw is not None:  # the scored keep a uniform key, the rest +inf
+            return torch.where(torch.isfinite(score), self._draw, score)
         if self.compare == "all":
             return score
         scored = torch.isfinite(score)  # each finite score becomes its rank inside its measurement epoch over N

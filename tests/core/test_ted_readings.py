@@ -68,6 +68,28 @@ def test_user_combines_the_ig_reading_with_the_loss_gate_and_is_stopped():
         TEDVariant(score="ig", gate="mean_loss")
 
 
+def test_random_ranking_control_keeps_teds_selection_and_weights_on_uniform_candidates():
+    """The equal-weight random control: TED's kept count and weights, candidates uniform among the scored."""
+    state = ScoreState(2000)
+    state.score = torch.arange(2000.0)
+    state.score[:100] = float("inf")  # unscored: kept by both
+    state.last_epoch[:] = 0
+    ted = TED().select(state, prune_ratio=0.2, generator=torch.Generator().manual_seed(0))
+    control = TEDVariant(ranking="random").select(state, prune_ratio=0.2, generator=torch.Generator().manual_seed(0))
+    assert len(control) == len(ted) and control.mean_weight == pytest.approx(ted.mean_weight)
+    assert torch.equal(control.weights.sort().values, ted.weights.sort().values)
+    dropped = torch.ones(2000, dtype=torch.bool)
+    dropped[control.indices] = False
+    assert not dropped[:100].any()  # never an unscored sample
+    assert dropped.sum() == 400 and dropped[900:].float().mean() > 0.1  # TED drops only among 100..899
+    assert dropped[:900].float().sum() < 400
+
+
+def test_user_combines_random_ranking_with_score_proportional_sampling_and_is_stopped():
+    with pytest.raises(ValueError, match="needs selection='drop'"):
+        TEDVariant(ranking="random", selection="pps")
+
+
 @requires_mnist
 @pytest.mark.parametrize("score", ["ig", "horizon"])
 def test_research_readings_train_and_score_every_sample(mnist_train, score):
