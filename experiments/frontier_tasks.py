@@ -98,6 +98,10 @@ TASKS = {
         "noisy_fashion", "fashion", 10000, 1000, 16, 0.05, 128, 0.2, infobatch_candidates=0.7, seta_window_keep=0.63
     ),
     "cifar10": TaskSpec("cifar10", "cifar10", 10000, 2000, 20, 0.1, 64, width=(8, 16, 32, 64), seta_window_keep=0.63),
+    # issue 23's redundant-data task: all 59k training images over E = 6 epochs, each sample seen few times
+    "fashion60k": TaskSpec(
+        "fashion60k", "fashion", 59000, 1000, 6, 0.05, 128, infobatch_candidates=0.8, seta_window_keep=0.63
+    ),
     # MiniLM's top 2 layers and head fine-tuned (AdamW) on cached states of its frozen bottom 4; test = SST-2 test.
     # lr 3e-4: seed 0 gave 80.45 at E = 10 and 80.45 at 15 (lr 1e-4: 80.18 vs 80.89, still climbing)
     "sst2": TaskSpec("sst2", "sst2", 1000, 500, 10, 3e-4, 32, n_test=1821, seta_window_keep=0.63),

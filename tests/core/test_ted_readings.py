@@ -85,6 +85,17 @@ def test_random_ranking_control_keeps_teds_selection_and_weights_on_uniform_cand
     assert dropped[:900].float().sum() < 400
 
 
+def test_at_a_ratio_of_q_or_more_every_score_gives_the_same_selection():
+    """Every sample is a candidate once ``p >= q``: the drop is uniform, so TED's score cannot matter there
+    (why the frontier's 50% target, ratio 0.62 at the default q = 0.5, cannot tell readings apart)."""
+    a, b = ScoreState(500), ScoreState(500)
+    a.score, b.score = torch.rand(500), -torch.arange(500.0)
+    a.last_epoch[:] = b.last_epoch[:] = torch.randint(0, 3, (500,))
+    for p, same in ((0.62, True), (0.3, False)):
+        sa, sb = (TED().select(st, p, torch.Generator().manual_seed(1)) for st in (a, b))
+        assert torch.equal(sa.indices, sb.indices) == same
+
+
 def test_user_combines_random_ranking_with_score_proportional_sampling_and_is_stopped():
     with pytest.raises(ValueError, match="needs selection='drop'"):
         TEDVariant(ranking="random", selection="pps")
