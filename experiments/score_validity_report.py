@@ -162,9 +162,12 @@ def _verdict(diffs: list[float]) -> str:
 
 
 def summary(tasks_rows: list[tuple[object, list[dict]]]) -> str:
-    """Which rule's lowest 30% costs least, over every task and phase: Δ val loss minus random's (paired)."""
+    """Which rule's lowest 30% costs least, over every task and phase: Δ val loss minus random's (paired).
+    Rules are sorted by their mean rank inside each column (1: cheapest), which a noisy column cannot swing
+    the way it swings a mean of raw differences; each row also counts the columns where the rule was cheaper
+    than random, and cheaper by more than 2 SE."""
     cells: dict[str, dict[str, str]] = {}
-    means: dict[str, list[float]] = {}
+    stats: dict[str, dict[str, tuple[float, float]]] = {}
     cols = []
     for task, rows in tasks_rows:
         for p in task.phases:
@@ -175,23 +178,34 @@ def summary(tasks_rows: list[tuple[object, list[dict]]]) -> str:
             col = f"{task.name} e{p}"
             cols.append(col)
             for rule, per_seed in d.items():
-                diff = [per_seed[s]["val_loss"] - rand[s]["val_loss"] for s in per_seed if s in rand]
-                m, se = _mean_se(diff)
+                m, se = _mean_se([per_seed[s]["val_loss"] - rand[s]["val_loss"] for s in per_seed if s in rand])
                 cells.setdefault(rule, {})[col] = _fmt(m, se, 4)
-                means.setdefault(rule, []).append(m)
-    order = sorted(means, key=lambda r: statistics.fmean(means[r]))
+                stats.setdefault(rule, {})[col] = (m, se)
+    ranks: dict[str, list[float]] = {r: [] for r in stats}
+    for col in cols:
+        present = sorted((v[col][0], r) for r, v in stats.items() if col in v)
+        for i, (_, r) in enumerate(present):
+            ranks[r].append((i + 1) / len(present))  # 1/n .. 1: comparable across columns of different sizes
+    order = sorted(stats, key=lambda r: statistics.fmean(ranks[r]))
     lines = [
         "# Score validity: every task and phase",
         "",
         "Δ validation loss of removing each rule's lowest 30% for H epochs, minus that of removing a random 30%",
-        "(paired seeds, mean ± SE; negative: cheaper than random). Rules sorted by the mean over the columns.",
+        "(paired seeds, mean ± SE; negative: cheaper than random). Rules sorted by their mean rank (cheapest = 1,",
+        "scaled by the rules in each column); `< random`: columns where the rule cost less than random (by > 2 SE).",
         "",
-        f"| rule | mean | {' | '.join(cols)} |",
-        "|---|---:|" + "---:|" * len(cols),
+        f"| rule | mean rank | < random (> 2 SE) | mean | {' | '.join(cols)} |",
+        "|---|---:|---:|---:|" + "---:|" * len(cols),
     ]
     for r in order:
+        v = stats[r].values()
+        below = sum(m < 0 for m, _ in v)
+        sure = sum(m < -2 * se for m, se in v if not math.isnan(se))
         row = " | ".join(cells[r].get(c, "") for c in cols)
-        lines.append(f"| {r} | {statistics.fmean(means[r]):+.4f} | {row} |")
+        mean = statistics.fmean(m for m, _ in v)
+        lines.append(
+            f"| {r} | {statistics.fmean(ranks[r]):.2f} | {below} of {len(v)} ({sure}) | {mean:+.4f} | {row} |"
+        )
     return "\n".join(lines) + "\n"
 
 
