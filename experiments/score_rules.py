@@ -48,6 +48,11 @@ RULES: dict[str, tuple] = {
     "el2n": (lambda: EL2N(score_epochs=10**6), "importance"),  # mean EL2N over every epoch so far
     "forgetting": (lambda: Forgetting(score_epochs=10**6), "importance"),
     "random": (lambda: RandomSubset(), "random"),
+    # class-stratified reads: each class's lowest share, so a drop set cannot shift the class prior (early in
+    # training the lowest losses gather in the classes the model already favours)
+    "ted_by_class": (lambda: _ted(), "score_by_class"),
+    "ted_grad_norm_by_class": (lambda: _ted(score="grad_norm"), "score_by_class"),
+    "loss_by_class": (lambda: InfoBatch(), "score_by_class"),
 }
 #: rules whose own selection differs from their lowest set (measured at the middle phase).
 OWN_RULES = ("ted", "ted_cross", "ted_ratio", "ted_horizon", "ted_ig", "ted_gated", "ted_pruned", "infobatch")
@@ -59,6 +64,7 @@ class Rule:
     method: PruningMethod
     read: str
     state: ScoreState
+    labels: Tensor | None = None  # the "score_by_class" read ranks inside each label
 
     @property
     def reads_head(self) -> bool:
@@ -83,6 +89,8 @@ class Rule:
         jitter = 1e-6 * torch.rand(n, generator=generator)  # random ties (forgetting counts)
         finite = torch.isfinite(score)
         key = torch.where(finite, score.double() + jitter.double() * score.abs().clamp_min(1.0).double(), math.inf)
+        if self.read == "score_by_class":
+            return lowest_per_class(key, self.labels, frac)
         return lowest_k_mask(key, min(k, int(finite.sum())))
 
     def own_selection(self, frac: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -96,12 +104,30 @@ class Rule:
         return kept, weights
 
 
+def lowest_per_class(key: Tensor, labels: Tensor, frac: float) -> Tensor:
+    """Each class's ``round(frac n_c)`` lowest finite keys (vectorized: rank inside the class by a stable sort)."""
+    order = key.argsort(stable=True)
+    order = order[labels[order].argsort(stable=True)]  # by class, then by key inside it
+    counts = torch.bincount(labels, minlength=int(labels.max()) + 1)
+    finite = torch.bincount(labels[torch.isfinite(key)], minlength=counts.numel())
+    start = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(key.numel()) - start[labels[order]]
+    quota = torch.minimum((frac * counts.double()).round().long(), finite)
+    mask = torch.zeros(key.numel(), dtype=torch.bool)
+    mask[order[rank < quota[labels[order]]]] = True
+    return mask
+
+
 class ScoreTracker:
     """Every rule's state, fed step by step the way the callback feeds a method."""
 
-    def __init__(self, names: list[str], num_samples: int, head: nn.Linear, ref_size: int = 2048) -> None:
+    def __init__(
+        self, names: list[str], num_samples: int, head: nn.Linear, ref_size: int = 2048, labels: Tensor | None = None
+    ) -> None:
         methods = {n: RULES[n][0]() for n in names}
-        self.rules = [Rule(n, m, RULES[n][1], ScoreState(num_samples, aux=m.uses_aux)) for n, m in methods.items()]
+        self.rules = [
+            Rule(n, m, RULES[n][1], ScoreState(num_samples, aux=m.uses_aux), labels) for n, m in methods.items()
+        ]
         self.capture = HeadCapture(head)
         self.capture.enabled = False
         self.head, self.n, self.ref_size = head, num_samples, ref_size

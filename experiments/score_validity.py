@@ -74,11 +74,12 @@ QUICK_RULES = ("ted", "ted_grad_norm", "ted_ig", "ted_horizon", "ted_top", "loss
 WIDE_RULES = ("ted", "ted_cross", "ted_grad_norm", "ted_ig", "ted_horizon", "ted_top", "loss", "el2n", "random")
 CNN_50 = ("ted", "ted_grad_norm", "ted_gated", "loss", "el2n", "random")
 CNN_OWN = ("ted", "ted_gated", "infobatch")
-FRONTIER_RULES = ("ted", "ted_grad_norm", "ted_horizon", "ted_ig", "ted_top", "loss", "el2n", "infobatch", "random")
+FRONTIER_RULES = ("ted", "ted_grad_norm", "ted_horizon", "ted_ig", "ted_top", "loss", "el2n", "infobatch", "random",
+                  "ted_by_class", "ted_grad_norm_by_class", "loss_by_class")  # fmt: skip
 FRONTIER_50 = ("ted", "ted_grad_norm", "loss", "el2n", "random")
 FRONTIER_OWN = ("ted", "ted_grad_norm", "infobatch")
 #: MiniLM's 3-epoch continuations cost ~40 s each on one core: the default, the candidate and the references
-SST2_RULES = ("ted", "ted_grad_norm", "loss", "el2n", "random")
+SST2_RULES = ("ted", "ted_grad_norm", "loss", "el2n", "random", "ted_grad_norm_by_class", "loss_by_class")
 TASKS = {
     "mnist_mlp": Task("mnist_mlp", "MNIST", 4000, 1000, "mlp", 10),
     "fashion": Task(
@@ -90,9 +91,7 @@ TASKS = {
     "cifar10_noaug": Task(
         "cifar10_noaug", "CIFAR-10", 10000, 2000, "frontier", 20, 0.1, 64, 3, FRONTIER_RULES, FRONTIER_50, FRONTIER_OWN
     ),
-    "sst2": Task(
-        "sst2", "SST-2", 1000, 500, "frontier", 10, 3e-4, 32, 3, SST2_RULES, (), (), "adamw"
-    ),
+    "sst2": Task("sst2", "SST-2", 1000, 500, "frontier", 10, 3e-4, 32, 3, SST2_RULES, (), (), "adamw"),
     "quick": Task("quick", "MNIST", 400, 200, "mlp", 6, 0.05, 128, 1, QUICK_RULES, ("ted", "loss", "random"), ("ted",)),
 }
 
@@ -191,7 +190,7 @@ def full_run(task: Task, data, seed: int, rules: list[str]):
     torch.manual_seed(seed)
     model = make_model(task)
     opt = new_optimizer(model, task)
-    tracker = ScoreTracker(rules, y.shape[0], find_head(model))
+    tracker = ScoreTracker(rules, y.shape[0], find_head(model), labels=y)
     ones = torch.ones(y.shape[0])
     snaps, after = {}, {}
     for e in range(task.total_epochs):

@@ -36,6 +36,20 @@ def test_lowest_and_top_drop_sets_are_the_extreme_scores():
     assert set(torch.nonzero(top).squeeze(1).tolist()) == set(torch.nonzero(scores >= 35).squeeze(1).tolist())
 
 
+def test_class_stratified_drop_set_takes_each_classs_lowest_share_against_brute_force():
+    g = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, 4, (97,), generator=g)
+    key = torch.rand(97, generator=g, dtype=torch.float64)
+    key[:5] = float("inf")  # unscored: never dropped
+    mask = score_rules.lowest_per_class(key, labels, 0.3)
+    for c in range(4):
+        members = torch.nonzero(labels == c).squeeze(1)
+        finite = members[torch.isfinite(key[members])]
+        quota = min(round(0.3 * members.numel()), finite.numel())
+        expected = set(finite[key[finite].argsort()[:quota]].tolist())
+        assert set(torch.nonzero(mask & (labels == c)).squeeze(1).tolist()) == expected
+
+
 def test_infobatch_drop_set_lies_below_the_mean_loss_and_gated_ted_below_its_mean_loss():
     losses = torch.linspace(0.0, 1.0, 40)
     drop = _rule("infobatch", losses).drop_mask(0.3, epoch_generator(0, 0))
