@@ -79,7 +79,7 @@ FRONTIER_RULES = ("ted", "ted_grad_norm", "ted_horizon", "ted_ig", "ted_top", "l
 FRONTIER_50 = ("ted", "ted_grad_norm", "loss", "el2n", "random")
 FRONTIER_OWN = ("ted", "ted_grad_norm", "infobatch")
 #: MiniLM's 3-epoch continuations cost ~40 s each on one core: the default, the candidate and the references
-SST2_RULES = ("ted", "ted_grad_norm", "loss", "el2n", "random", "ted_grad_norm_by_class", "loss_by_class")
+SST2_RULES = ("ted", "ted_grad_norm", "loss", "el2n", "random")
 TASKS = {
     "mnist_mlp": Task("mnist_mlp", "MNIST", 4000, 1000, "mlp", 10),
     "fashion": Task(

@@ -97,11 +97,11 @@ def tolerance_rows(task: str, out: Path) -> str:
 
 def markdown(tasks: list[str], out: Path) -> str:
     lines = [
-        "# TED's candidate reading on the frontier: `score=\"grad_norm\"` against the default and the control",
+        '# TED\'s candidate reading on the frontier: `score="grad_norm"` against the default and the control',
         "",
         "Validation gain over the frontier (points, ± SE of the paired difference, seeds) of today's default",
-        f"`{DEFAULT}` (`TED()`, igd), the candidate `{CANDIDATE}` (`TED(score=\"grad_norm\")`) and the equal-weight",
-        f"random control `{CONTROL}` (`TEDVariant(ranking=\"random\")`), then paired validation differences at the",
+        f'`{DEFAULT}` (`TED()`, igd), the candidate `{CANDIDATE}` (`TED(score="grad_norm")`) and the equal-weight',
+        f'random control `{CONTROL}` (`TEDVariant(ranking="random")`), then paired validation differences at the',
         "same saved fraction (**bold**: above 0 by more than 2 SE) and the candidate minus the control on test.",
         "At 50% the ratio is above q = 0.5, every sample is a candidate and every score selects the same set:",
         "the default's 50% row is the candidate's runs. Regenerate: `python experiments/ted_candidate.py`.",
