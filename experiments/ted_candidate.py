@@ -26,7 +26,7 @@ import frontier  # noqa: E402
 
 from lightning_ted.frontier.gains import mean_se  # noqa: E402
 
-TASKS = ("fashion", "noisy_fashion", "cifar10_noaug", "sst2", "cifar10")
+TASKS = ("fashion", "noisy_fashion", "cifar10_noaug", "sst2", "cifar10", "fashion60k")  # fashion60k: 30% only
 DEFAULT, CANDIDATE, CONTROL = "ted_igd", "ted_gradnorm", "ted_rand"
 TARGETS = (0.3, 0.5)
 
