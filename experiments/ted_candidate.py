@@ -85,6 +85,11 @@ def tolerance_rows(task: str, out: Path) -> str:
     """Saved fraction at full minus 0.2 points (validation; test): fewer epochs, the default, the candidate."""
     rows, _ = frontier.summarise(list(frontier.read_cache(out, task, frontier.TASKS[task]).values()))
     full = frontier.full_at_e(rows)
+    have = {(r["method"], r["target"]) for r in rows}
+    rows += [  # the default's 50% point is the candidate's run (the same selection at p >= q)
+        {**r, "method": DEFAULT} for r in rows if r["method"] == CANDIDATE and r["target"] != "" and r["target"] >= 0.5
+        and (DEFAULT, r["target"]) not in have
+    ]  # fmt: skip
     if full is None:
         return f"| {task} | — | — | — |"
     cells = []
