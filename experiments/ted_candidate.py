@@ -31,13 +31,15 @@ DEFAULT, CANDIDATE, CONTROL = "ted_igd", "ted_gradnorm", "ted_rand"
 TARGETS = (0.3, 0.5)
 
 
+def runs_of(method: str, target: float) -> str:
+    """The method whose runs stand for ``method`` at ``target``: the default's at 50% are the candidate's
+    (at p >= q every score selects the same set, so they were run once)."""
+    return CANDIDATE if method == DEFAULT and target >= 0.5 else method
+
+
 def paired(runs: dict, a: str, b: str, target: float, key: str) -> tuple[float, float, int]:
-    """Mean ± SE of ``a - b`` (accuracy ``key``) over the seeds both ran at ``target``; ``b`` = the default at
-    50% reads the candidate's own runs (the same selection there)."""
-    if b == DEFAULT and target >= 0.5:
-        b = CANDIDATE
-    if a == DEFAULT and target >= 0.5:
-        a = CANDIDATE
+    """Mean ± SE of ``a - b`` (accuracy ``key``) over the seeds both ran at ``target``."""
+    a, b = runs_of(a, target), runs_of(b, target)
     seeds = sorted(set(runs.get((a, target), {})) & set(runs.get((b, target), {})))
     diffs = [getattr(runs[(a, target)][s], key) - getattr(runs[(b, target)][s], key) for s in seeds]
     m, se = mean_se(diffs)
@@ -63,7 +65,7 @@ def task_rows(task: str, out: Path) -> tuple[list[str], dict]:
     for target in TARGETS:
         cells = []
         for m in (DEFAULT, CANDIDATE, CONTROL):
-            g = gain.get((CANDIDATE if m == DEFAULT and target >= 0.5 else m, target))
+            g = gain.get((runs_of(m, target), target))
             cells.append(f"{g['val_gain']:+.2f} ± {g['val_gain_se']:.2f} ({g['seeds']})" if g else "—")
         vs_control = paired(runs, CANDIDATE, CONTROL, target, "val_acc")
         vs_default = paired(runs, CANDIDATE, DEFAULT, target, "val_acc")
@@ -85,10 +87,9 @@ def tolerance_rows(task: str, out: Path) -> str:
     """Saved fraction at full minus 0.2 points (validation; test): fewer epochs, the default, the candidate."""
     rows, _ = frontier.summarise(list(frontier.read_cache(out, task, frontier.TASKS[task]).values()))
     full = frontier.full_at_e(rows)
-    have = {(r["method"], r["target"]) for r in rows}
-    rows += [  # the default's 50% point is the candidate's run (the same selection at p >= q)
-        {**r, "method": DEFAULT} for r in rows if r["method"] == CANDIDATE and r["target"] != "" and r["target"] >= 0.5
-        and (DEFAULT, r["target"]) not in have
+    rows += [  # the default's points its stand-in ran (its 50% point is the candidate's run)
+        {**r, "method": DEFAULT} for r in rows
+        if r["target"] != "" and r["method"] != DEFAULT and runs_of(DEFAULT, r["target"]) == r["method"]
     ]  # fmt: skip
     if full is None:
         return f"| {task} | — | — | — |"

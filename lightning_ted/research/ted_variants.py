@@ -97,7 +97,7 @@ class TEDVariant(TED):
             raise ValueError("score='ig' keeps each sample's expected loss where the gate keeps its last loss; use one")
         self.selection, self.pps_transform, self.pi_min = selection, pps_transform, pi_min
         self.gate, self.compare, self.reference, self.ranking = gate, compare, reference, ranking
-        self._draw: Tensor | None = None  # ranking="random": this selection's uniform keys
+        self._draw: Tensor | None = None  # ranking="random": the uniform keys, set only inside select_raw
         self.ema_decay, self.reference_size = float(ema_decay), int(reference_size)
         self.uses_aux = gate is not None or score == "ig"  # the gate's last loss; ig's expected loss
         self.exact_kept_count = gate is None
@@ -145,8 +145,12 @@ class TEDVariant(TED):
         return super().min_kept(num_samples)
 
     def select_raw(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
-        if self.ranking == "random":
+        if self.ranking == "random":  # uniform keys for TED's ranking, held only for this selection (O(N))
             self._draw = torch.rand(state.num_samples, generator=generator).to(state.score.device)
+            try:
+                return super().select_raw(state, prune_ratio, generator)  # ranking="random" needs selection="drop"
+            finally:
+                self._draw = None
         if self.selection == "drop":
             return super().select_raw(state, prune_ratio, generator)
         n_keep = state.num_samples - self.drop_count(state.num_samples, prune_ratio)

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import frontier  # noqa: E402
 import ted_candidate  # noqa: E402
-
-
-def _write(out: Path, task: str, rows: list[tuple]) -> None:
-    spec = frontier.TASKS[task]
-    with frontier.cache_path(out, task).open("w") as f:
-        for method, level, seed, saved, acc in rows:
-            r = frontier.Result(task, method, level, seed, 4, 0.0, saved, acc, acc, 1.0, spec.fingerprint())
-            f.write(json.dumps(asdict(r)) + "\n")
+from frontier_runs import write_runs  # noqa: E402
 
 
 def _runs(candidate: list[float], control: list[float], default: list[float]) -> list[tuple]:
@@ -31,8 +21,8 @@ def _runs(candidate: list[float], control: list[float], default: list[float]) ->
 
 
 def test_candidate_counts_above_the_control_only_beyond_two_standard_errors(tmp_path):
-    _write(tmp_path, "fashion", _runs([88.0, 88.2, 88.1], [87.0, 87.1, 87.0], [87.5, 87.4, 87.6]))  # +1.07 ± 0.03
-    _write(tmp_path, "sst2", _runs([88.0, 86.0, 88.0], [87.0, 87.0, 87.0], [88.5, 86.5, 88.5]))  # +0.33 ± 0.67
+    write_runs(tmp_path, "fashion", _runs([88.0, 88.2, 88.1], [87.0, 87.1, 87.0], [87.5, 87.4, 87.6]))  # +1.07 ± 0.03
+    write_runs(tmp_path, "sst2", _runs([88.0, 86.0, 88.0], [87.0, 87.0, 87.0], [88.5, 86.5, 88.5]))  # +0.33 ± 0.67
     text = ted_candidate.markdown(["fashion", "sst2"], tmp_path)
     assert "by more than 2 SE at 30% saved (validation): 1 of 2 tasks (fashion)" in text
     assert "| fashion | 30% |" in text and "**+1.07 ± 0.03** (3)" in text
@@ -42,6 +32,6 @@ def test_candidate_counts_above_the_control_only_beyond_two_standard_errors(tmp_
 
 
 def test_a_task_without_runs_reads_as_dashes_not_an_error(tmp_path):
-    _write(tmp_path, "fashion", _runs([88.0, 88.2], [87.0, 87.1], [87.5, 87.4]))
+    write_runs(tmp_path, "fashion", _runs([88.0, 88.2], [87.0, 87.1], [87.5, 87.4]))
     text = ted_candidate.markdown(["fashion", "cifar10"], tmp_path)
     assert "| cifar10 | 30% | — | — | — |" in text and "| cifar10 | — | — | — |" in text

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import frontier  # noqa: E402
 import ted_default  # noqa: E402
-
-
-def _write(out: Path, task: str, rows: list[tuple]) -> None:
-    spec = frontier.TASKS[task]
-    with frontier.cache_path(out, task).open("w") as f:
-        for method, level, seed, saved, acc in rows:
-            r = frontier.Result(task, method, level, seed, 4, 0.0, saved, acc, acc, 1.0, spec.fingerprint())
-            f.write(json.dumps(asdict(r)) + "\n")
+from frontier_runs import write_runs  # noqa: E402
 
 
 def test_variants_rank_by_mean_validation_gain_and_incomplete_ones_go_last(tmp_path):
     budgets = [("budget", 1.0, s, 0.0, 90.0) for s in (0, 1)] + [("budget", 0.3, s, 0.7, 80.0) for s in (0, 1)]
     # frontier: 90 at 0% saved, 80 at 70%: 50% saved -> 82.857, 70% -> 80
-    _write(tmp_path, "fashion", budgets + [
+    write_runs(tmp_path, "fashion", budgets + [
         ("ted", 0.5, 0, 0.5, 83.857), ("ted", 0.5, 1, 0.5, 83.857), ("ted", 0.7, 0, 0.7, 10.0),
         ("ted_q8_norm", 0.5, 0, 0.5, 82.857), ("ted_q8_norm", 0.7, 0, 0.7, 80.5),
         ("ted_gate", 0.5, 0, 0.5, 99.0),  # best cell, but never measured at 70%
@@ -42,7 +32,7 @@ def test_variants_rank_by_mean_validation_gain_and_incomplete_ones_go_last(tmp_p
 
 
 def test_a_second_task_set_writes_its_own_file_and_names_it_in_the_command(tmp_path):
-    _write(tmp_path, "fashion", [("budget", 1.0, 0, 0.0, 90.0), ("budget", 0.3, 0, 0.7, 80.0)])
+    write_runs(tmp_path, "fashion", [("budget", 1.0, 0, 0.0, 90.0), ("budget", 0.3, 0, 0.7, 80.0)])
     text = ted_default.main(["--tasks", "fashion", "--out", str(tmp_path), "--output", "ted_default_all.md"])
     assert (tmp_path / "ted_default_all.md").read_text() == text and not (tmp_path / "ted_default.md").exists()
     assert "--tasks fashion --output ted_default_all.md`" in text
