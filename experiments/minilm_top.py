@@ -16,18 +16,12 @@ from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
 
-def _layer_mask(encoder: nn.Module, states: Tensor, attention_mask: Tensor):
-    """The attention mask the encoder's layers take, as the encoder itself builds it."""
-    if hasattr(encoder, "_create_attention_masks"):  # transformers >= 5
-        mask, _ = encoder._create_attention_masks(
-            attention_mask=attention_mask,
-            encoder_attention_mask=None,
-            embedding_output=states,
-            encoder_hidden_states=None,
-            cache=None,
-        )
-        return mask
-    return encoder.get_extended_attention_mask(attention_mask, attention_mask.shape)  # transformers 4.x
+def _layer_mask(states: Tensor, attention_mask: Tensor) -> Tensor:
+    """The additive attention mask BERT layers take, ``(batch, 1, 1, tokens)``: 0 where a token is attended,
+    the dtype's minimum where it is padding. Built here rather than by a private helper of the encoder (its
+    name and arguments change between transformers releases); eager and SDPA attention both add it."""
+    keep = attention_mask[:, None, None, :].to(states.dtype)
+    return (1.0 - keep) * torch.finfo(states.dtype).min
 
 
 @torch.no_grad()
@@ -55,9 +49,9 @@ class MiniLMTop(nn.Module):
         self.head = nn.Linear(encoder.config.hidden_size, num_classes)  # registered last: TED's head
 
     def forward(self, states: Tensor, attention_mask: Tensor) -> Tensor:
-        layer_mask = _layer_mask(self._encoder[0], states, attention_mask)
+        layer_mask = _layer_mask(states, attention_mask)
         for layer in self.layers:
-            out = layer(states, layer_mask)
+            out = layer(states, attention_mask=layer_mask)
             states = out[0] if isinstance(out, tuple) else out
         mask = attention_mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
