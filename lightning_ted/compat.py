@@ -34,6 +34,20 @@ MODULE_BASES = _bases("LightningModule")
 AnyDataModule = Union[DATAMODULE_BASES]  # noqa: UP007 (a runtime tuple of classes, not a written union)
 
 
+def logger_classes(name: str) -> tuple[type, ...]:
+    """Logger class ``name`` (e.g. ``"WandbLogger"``) of each installed package: the two are unrelated classes,
+    so an ``isinstance`` against ``lightning``'s alone misses a ``pytorch_lightning`` logger."""
+    from lightning.pytorch import loggers
+
+    own = getattr(loggers, name)
+    if importlib.util.find_spec("pytorch_lightning") is None:
+        return (own,)
+    from pytorch_lightning import loggers as pl_loggers
+
+    other = getattr(pl_loggers, name)
+    return (own,) if other is own else (own, other)
+
+
 def overrides(name: str, obj: object) -> bool:
     """Whether ``obj`` (a DataModule or LightningModule of either package) defines hook ``name`` itself.
 

@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from lightning_ted.compat import logger_classes
 from lightning_ted.selection import Selection
 
 SAMPLE = 1 << 20  # quantiles and histograms are read from a strided sample of at most this many scores
@@ -74,10 +75,9 @@ def epoch_scalars(
 
 
 def wandb_loggers(trainer: L.Trainer) -> list:
-    """The trainer's ``WandbLogger`` instances (empty when wandb is not used)."""
-    from lightning.pytorch.loggers import WandbLogger
-
-    return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+    """The trainer's ``WandbLogger`` instances of either Lightning package (empty when wandb is not used)."""
+    classes = logger_classes("WandbLogger")
+    return [lg for lg in trainer.loggers if isinstance(lg, classes)]
 
 
 def define_epoch_charts(trainer: L.Trainer) -> None:

@@ -99,8 +99,9 @@ class StreamedEpochLoader:
         last = None
         for batch in self._batches():
             index = batch.index
-            if bool(seen[index].any()):
-                raise RuntimeError(self._twice(index[seen[index]][0]))
+            twice = repeated_id(index, seen)
+            if twice is not None:
+                raise RuntimeError(self._twice(twice))
             seen[index] = True
             served += int(index.numel())
             produced += 1
@@ -116,11 +117,15 @@ class StreamedEpochLoader:
                 )
             yield IndexedSample(last.data, torch.full_like(last.index, -1), torch.zeros_like(last.weight))
 
-    def _twice(self, index: Any) -> str:
+    def _twice(self, index: int) -> str:
+        source = self.dm.stream_source
+        column = getattr(source, "column", None)
+        where = f" (id_column={column!r})" if column is not None else ""
         return (
-            f"sample {int(index)} was streamed twice in epoch {self.cursor.epoch}: with num_workers > 0 an "
-            "IterableDataset must give each worker its own share (torch.utils.data.get_worker_info()), and ids must "
-            "be unique per sample."
+            f"{type(source.dataset).__name__} yielded sample id {index} twice in epoch {self.cursor.epoch}"
+            f"{where}: that sample would train twice and its score mix two samples' losses. Ids must be "
+            f"unique in [0, {self.selection.num_samples}), one per sample (its stable position); with num_workers > 0 "
+            "the dataset must also give each worker its own share (torch.utils.data.get_worker_info())."
         )
 
     def _check_served(self, served: int, produced: int) -> None:
@@ -154,6 +159,16 @@ class StreamedEpochLoader:
                 "or resume from a checkpoint saved at an epoch's end."
             )
         self.cursor.batches = batches
+
+
+def repeated_id(index: torch.Tensor, seen: torch.Tensor) -> int | None:
+    """An id of a batch's host ``index`` already ``seen`` this epoch or twice within the batch, else None (one
+    sort of the batch, no per-sample Python): a repeated id would train one sample twice."""
+    ordered = index.sort().values
+    again = ordered[1:] == ordered[:-1]
+    if not (bool(seen[ordered].any()) or bool(again.any())):
+        return None
+    return int(torch.cat([ordered[seen[ordered]], ordered[1:][again]])[0])
 
 
 def streamed_epoch_loader(

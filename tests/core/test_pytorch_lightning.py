@@ -33,7 +33,7 @@ def _module_class(package):
     return Model
 
 
-def _fit(package):
+def _fit(package, logger=False):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
     data = TensorDataset(torch.randn(256, 8, generator=gen), torch.randint(0, 3, (256,), generator=gen))
@@ -43,7 +43,7 @@ def _fit(package):
         max_epochs=4,
         accelerator="cpu",
         callbacks=[TEDPruningCallback()],
-        logger=False,
+        logger=logger,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -66,3 +66,23 @@ def test_both_lightning_packages_give_the_same_run():
     assert torch.equal(dm_pl.state.score, dm_lp.state.score)
     for a, b in zip(model_pl.parameters(), model_lp.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_user_logs_with_the_standalone_pytorch_lightning_wandb_logger(tmp_path, monkeypatch):
+    """pytorch_lightning's own WandbLogger gets the W&B extras: the score histogram and the epoch axis."""
+    import wandb
+
+    from lightning_ted.observe.run_history import epoch_rows, read_wandb_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    try:
+        _fit(pl, logger=pl.loggers.WandbLogger(project="lightning-ted-test", save_dir=str(tmp_path), offline=True))
+    finally:
+        wandb.finish()
+    run = read_wandb_run(tmp_path / "wandb")
+    assert {"name": "prune/*", "step_metric": "epoch"} in run["metrics"]
+    rows = epoch_rows(run["history"])
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert all(r["prune/score_histogram"]["_type"] == "histogram" for r in rows)

@@ -119,8 +119,33 @@ def test_iterable_dataset_with_an_id_column_trains_each_kept_sample_once(workers
 
 
 def test_user_streams_an_iterable_without_worker_split_with_workers():
-    with pytest.raises(RuntimeError, match="streamed twice"):
+    with pytest.raises(RuntimeError, match="get_worker_info"):
         fit_streamed(_IdStream(N_SAMPLES, split_workers=False), epochs=1, id_column="id", num_workers=2)
+
+
+class _RepeatedId(_IdStream):
+    """``_IdStream`` whose item at stream position ``at`` carries the first item's id (its own id is lost)."""
+
+    def __init__(self, n: int, at: int) -> None:
+        super().__init__(n)
+        self.at = at
+
+    def __iter__(self):
+        first = None
+        for k, item in enumerate(super().__iter__()):
+            first = item["id"] if first is None else first
+            if k == self.at:
+                item["id"] = first
+            yield item
+
+
+@pytest.mark.parametrize("at", [1, 40], ids=["in-one-batch", "across-batches"])
+def test_user_streams_an_iterable_whose_ids_repeat(at):
+    data = _RepeatedId(N_SAMPLES, at)
+    first = next(iter(_IdStream(N_SAMPLES)))["id"]
+    with pytest.raises(RuntimeError, match=f"_RepeatedId yielded sample id {first} twice") as err:
+        fit_streamed(data, epochs=1, id_column="id")
+    assert "unique" in str(err.value) and f"[0, {N_SAMPLES})" in str(err.value)
 
 
 class _NoLength(IterableDataset):
