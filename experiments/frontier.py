@@ -49,7 +49,8 @@ from frontier_report import (  # noqa: E402, F401
 from frontier_tasks import (  # noqa: E402, F401
     _DATA, ANNEAL, BASE_METHODS, BUDGETS, INFOBATCH_MAX_RATIO, METHOD_ORDER, METHODS, MODEL_LABELS, QUICK,
     REGENERATE, RESULTS, TARGETS, TASKS, TED_VARIANTS, WARMUP, Job, Result, TaskSpec, _CachedCIFAR,
-    _cifar_train_module, build_net, cache_path, drop_from_cache, make_pruner, read_cache, schedule_ratio, task_data,
+    _cifar_train_module, build_net, cache_path, drop_from_cache, make_pruner, read_cache, schedule_ratio, stamped,
+    task_data, job_identity, run_identity,
 )
 # fmt: on
 
@@ -79,10 +80,11 @@ def run_job(job: Job, spec: TaskSpec, accelerator: str = "cpu") -> Result:
         cfg["data"]["init_args"]["datamodule"]["init_args"]["seed"] = job.seed  # the augmentation stream
     record = fit_one(cfg, run, task.metric, spec.epochs, measure)
     extra = {k: v for k, v in record["extra"].items() if k == "flipped_share"}
-    return Result(
+    result = Result(
         spec.name, job.method, job.level, job.seed, run.epochs, ratio, record["saved"], record["extra"]["test_acc"],
         record["extra"]["val_acc"], record["fit_seconds"], spec.fingerprint(), extra,
     )  # fmt: skip
+    return stamped(result, job, spec)
 
 
 def grid(methods: list[str], budgets, targets, seeds_all: list[int], seeds_main: list[int]) -> list[tuple]:
@@ -152,10 +154,12 @@ def main(argv: list[str] | None = None) -> None:
         spec = specs[name]
         if args.redo:
             drop_from_cache(args.out, name, args.redo)
-        done = read_cache(args.out, name, spec)
+        cached = read_cache(args.out, name, spec)
+        done = {k for k, r in cached.items() if not r.stale}  # a stale run is made again
         todo = [Job(name, m, lvl, s) for m, lvl, s in grid(methods, BUDGETS, targets, seeds_all, seeds_main)]
+        stale = sum(j.key in cached for j in todo if j.key not in done)
         todo = [j for j in todo if j.key not in done]
-        print(f"{name}: {len(done)} runs cached, {len(todo)} to run", flush=True)
+        print(f"{name}: {len(done)} runs cached, {len(todo)} to run ({stale} of them stale)", flush=True)
         jobs += [(j, spec) for j in todo]
     # every task's first seeds before any task's extra seeds, so an interrupted grid covers all tasks
     order = {name: i for i, name in enumerate(args.tasks)}

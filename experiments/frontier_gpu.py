@@ -131,10 +131,11 @@ def run_job(job: frontier.Job, spec: frontier.TaskSpec, accelerator: str, precis
         torch.cuda.synchronize()
     saved = 1.0 - epochs / spec.epochs if job.method == "budget" else dm.saved_fraction(epochs - 1)
     net.to(device)
-    return frontier.Result(
+    result = frontier.Result(
         spec.name, job.method, job.level, job.seed, epochs, ratio, saved,
         accuracy(net, test, device), accuracy(net, val, device), seconds, spec.fingerprint(),
     )  # fmt: skip
+    return frontier.stamped(result, job, spec)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     methods = [m for m in METHODS_GPU if m in METHODS]
     seeds = list(range(args.seeds))
-    done = frontier.read_cache(args.out, spec.name, spec)
+    done = {k: r for k, r in frontier.read_cache(args.out, spec.name, spec).items() if not r.stale}
     cells = frontier.grid(methods, frontier.BUDGETS, TARGETS_GPU, seeds, seeds)
     todo = [frontier.Job(spec.name, m, lvl, s) for m, lvl, s in cells]
     todo = [j for j in todo if j.key not in done]

@@ -60,6 +60,7 @@ def summarise(results: list[Result]) -> tuple[list[dict], dict]:
                 extrapolated=method != "budget" and saved > max_budget_saved + 1e-9,
                 flipped_share=mean_se(flips)[0],
                 flipped_runs=len(flips),
+                stale=sum(r.stale for r in runs),  # runs made under another identity (frontier_tasks.job_identity)
             )
         )
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
@@ -111,6 +112,21 @@ def full_at_e(rows: list[dict]) -> dict | None:
     return next((r for r in rows if r["method"] == "full" and r["budget"] == 1.0), None)
 
 
+def _dagger(row: dict) -> str:
+    return f" †{row['stale']}" if row.get("stale") else ""
+
+
+def _stale_note(rows: list[dict]) -> list[str]:
+    """The footnote that names how many runs of the table are stale, and how to refresh them."""
+    stale = sum(r.get("stale", 0) for r in rows)
+    if not stale:
+        return []
+    total = sum(r["seeds"] for r in rows)
+    return ["", f"† n: n of the row's runs are stale ({stale} of {total} in this table): made under another "
+            "resolved method config, lightning-ted version or library versions than this code runs, or cached "
+            "before runs recorded them. The grid reruns them (`experiments/frontier.py` without `--report-only`)."]
+
+
 def markdown(spec: TaskSpec, rows: list[dict], conv: dict, wall: float | None) -> str:
     full_row = full_at_e(rows)
     lines = [
@@ -144,9 +160,10 @@ def markdown(spec: TaskSpec, rows: list[dict], conv: dict, wall: float | None) -
         if r["extrapolated"]:
             gain += " (extrap.)"
         lines.append(
-            f"| {r['method']} | {level} | {r['seeds']} | {100 * r['saved']:.1f}% | {r['test_acc']:.2f} ± "
+            f"| {r['method']}{_dagger(r)} | {level} | {r['seeds']} | {100 * r['saved']:.1f}% | {r['test_acc']:.2f} ± "
             f"{r['test_se']:.2f} | {gain} | {r['val_acc']:.2f} | {vgain} | {r['seconds']:.1f} | {r['speedup']:.2f}x |"
         )
+    lines += _stale_note(rows)
     flips = [r for r in rows if r.get("flipped_runs")]
     if flips:
         lines += ["", f"Flipped labels among the pruned sample-passes ({int(100 * spec.noise)}% of the training labels "
@@ -272,11 +289,12 @@ def summary(out: Path, tasks=SUMMARY_TASKS, methods=SUMMARY_METHODS) -> str:
                 if r is None:
                     cells.append("—")
                     continue
-                text = f"{r['gain']:+.2f} ± {r['gain_se']:.2f} ({100 * r['saved']:.0f}%, {r['seeds']})"
+                text = f"{r['gain']:+.2f} ± {r['gain_se']:.2f} ({100 * r['saved']:.0f}%, {r['seeds']}){_dagger(r)}"
                 wins = r["gain"] > 2 * r["gain_se"] and r["val_gain"] > 2 * r["val_gain_se"]
                 cells.append(f"**{text}**" if wins else text)
             check = f"{conv['full_E']:.2f} / {conv['full_15E']:.2f}" if conv else "—"
             lines.append(f"| {task} | {check} | " + " | ".join(cells) + " |")
+    lines += _stale_note([r for rows, _ in per_task.values() for r in rows if r["method"] in ("full", *methods)])
     lines += ["", "**Saved fraction at full accuracy minus 0.2 points**, validation (test), each method's curve "
               "joined to full data at 0 saved; `full` is training for fewer epochs:", ""]  # fmt: skip
     lines += ["| task | full | " + " | ".join(methods) + " |", "|---|---:|" + "---:|" * len(methods)]

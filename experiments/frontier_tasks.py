@@ -3,6 +3,7 @@ ratio per target, each task's data, and the per-run record and its JSONL cache. 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -15,6 +16,7 @@ from torch.utils.data import TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import load_task  # noqa: E402
 from minilm_top import MiniLMTop, cached_bottom  # noqa: E402
+from run_identity import library_versions, run_identity  # noqa: E402
 
 from lightning_ted import METHODS, ConstantSchedule  # noqa: E402
 from lightning_ted.research import TEDVariant  # noqa: E402
@@ -148,6 +150,34 @@ class Result:
     seconds: float
     fingerprint: str = ""
     extra: dict = field(default_factory=dict)
+    identity: str = ""  # run_identity of the resolved method config, schedule and versions (job_identity)
+    versions: dict = field(default_factory=dict)  # lightning-ted and library versions the run was made with
+    stale: bool = False  # set when read: the identity differs from what this code would run (never trusted)
+
+
+@functools.cache
+def _versions() -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(library_versions().items()))
+
+
+def job_identity(job: Job, spec: TaskSpec) -> str:
+    """The identity a run of ``job`` gets under this code and these libraries: the task's fingerprint, the
+    resolved method config (every default filled in), the schedule's ratio, warm-up and anneal, the epochs
+    and the versions. A cached row whose identity differs is stale: a default, the code or a library moved."""
+    if job.method == "budget":
+        config: dict = {"method": "full", "epochs": int(round(job.level * spec.epochs))}
+    else:
+        if job.method not in METHOD_ORDER:
+            return ""  # a method this code no longer has: every cached row of it is stale
+        schedule = {"ratio": schedule_ratio(job.method, job.level, spec), "warmup": WARMUP, "anneal": ANNEAL}
+        config = {"method": make_pruner(job.method, spec.epochs).config, "schedule": schedule, "epochs": spec.epochs}
+    return run_identity(spec.fingerprint(), config, dict(_versions()))
+
+
+def stamped(result: Result, job: Job, spec: TaskSpec) -> Result:
+    """``result`` with the identity and versions of the code and libraries that just made it."""
+    result.identity, result.versions = job_identity(job, spec), dict(_versions())
+    return result
 
 
 # ------------------------------------------------------------------------------------------ schedules
@@ -248,14 +278,19 @@ def cache_path(out: Path, task: str) -> Path:
 
 
 def read_cache(out: Path, task: str, spec: TaskSpec) -> dict[str, Result]:
-    """Finished runs of ``task`` made with the current settings (a changed task spec invalidates them)."""
+    """The cached run of each job of ``task`` (a changed task spec invalidates them): the last one made under
+    today's identity, else the last one made before, with ``stale`` set (reports mark it, the grid reruns it)."""
     path, done = cache_path(out, task), {}
     if path.exists():
         for line in path.read_text().splitlines():
             if line.strip():
                 r = Result(**json.loads(line))
-                if r.fingerprint == spec.fingerprint():
-                    done[Job(task, r.method, r.level, r.seed).key] = r
+                if r.fingerprint != spec.fingerprint():
+                    continue
+                job = Job(task, r.method, r.level, r.seed)
+                r.stale = not r.identity or r.identity != job_identity(job, spec)
+                if not r.stale or job.key not in done or done[job.key].stale:
+                    done[job.key] = r
     return done
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -19,6 +21,17 @@ from lightning_ted.taylor import HeadCapture, calls_statistic
 DEFAULT_MAX_WEIGHT = 10.0
 #: mean kept weight above which a step is warned to be that many times plain training's step.
 STEP_SCALE_WARNING = 2.0
+
+
+@dataclass(frozen=True)
+class TrainedBefore:
+    """What a run trained before an epoch, as the run plan bounds it before training: between ``fewest`` and
+    ``most`` distinct samples at least once, and (``whole``) whether every earlier epoch trained all the
+    samples it kept (``limit_train_batches`` can cut an epoch short)."""
+
+    fewest: int
+    most: int
+    whole: bool = True
 
 
 @dataclass
@@ -64,10 +77,31 @@ class PruningMethod(ABC):
     uses_aux: bool = False
     #: whether ``expected_kept`` is exact (False when the kept count depends on the scores).
     exact_kept_count: bool = True
+    #: whether every sample not scored yet is kept (TED): then an epoch trains each sample it has not seen.
+    keeps_unscored: bool = False
     #: Polyak/EMA factor of the score update: ``s <- alpha s + (1 - alpha) v``.
     alpha: float = 0.0
     #: whether kept samples may weigh more than 1 (then ``max_weight`` caps the drop count).
     reweights: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _recording_arguments(cls.__dict__["__init__"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """What this instance computes with: its class and every constructor argument, defaults filled in,
+        plus the current ``max_weight``. Benchmarks key their cached runs on it, so a changed default
+        is a new run, not an old number under the same name.
+
+        >>> from lightning_ted.methods import TED
+        >>> TED(q=0.8).config["q"], TED().config["score"], TED().config["class"]
+        (0.8, 'igd', 'lightning_ted.methods.ted.TED')
+        """
+        cls = type(self)
+        return {"class": f"{cls.__module__}.{cls.__qualname__}", **self.__dict__.get("_init_arguments", {}),
+                "max_weight": self.max_weight}  # fmt: skip
 
     @property
     def max_weight(self) -> float:
@@ -161,10 +195,17 @@ class PruningMethod(ABC):
             )
 
     def expected_kept(self, num_samples: int, prune_ratio: float, epoch: int) -> int:
-        """Kept count the schedule implies for ``epoch``, assuming every sample is scored after epoch 0."""
-        if epoch == 0:
-            return num_samples  # nothing is scored before the first pass
+        """Kept count the schedule implies for ``epoch`` once every sample is scored. The rules here drop
+        unscored samples too (RS2 needs no score, UCB ranks them with the rest), so epoch 0 is no exception;
+        rules that never drop an unscored sample (TED) count those in :meth:`kept_range`."""
         return num_samples - self.drop_count(num_samples, prune_ratio)
+
+    def kept_range(self, num_samples: int, prune_ratio: float, epoch: int, before: TrainedBefore) -> tuple[int, int]:
+        """Fewest and most samples ``epoch`` keeps, given what the run trained before it (``before``, the run
+        plan's bounds); equal when the count is known in advance. Here the count does not depend on which
+        samples were scored: :meth:`expected_kept` both ways."""
+        kept = self.expected_kept(num_samples, prune_ratio, epoch)
+        return kept, kept
 
     def observation_value(self, obs: Observations) -> Tensor:
         """Value that one visit contributes to a sample's score (default: its loss)."""
@@ -183,3 +224,24 @@ class PruningMethod(ABC):
                 f"the checkpoint was trained with pruning method {state.get('name')!r} but this run uses "
                 f"{self.name!r}; resume with the same method or start a new run."
             )
+
+
+def _recording_arguments(init: Any) -> Any:
+    """``init`` that first records its bound arguments (defaults applied) on the instance, once: the outermost
+    constructor of a subclass chain records what the user asked for (see :attr:`PruningMethod.config`)."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def recorded(self: PruningMethod, *args: Any, **kwargs: Any) -> None:
+        if "_init_arguments" not in self.__dict__:
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            arguments.pop(next(iter(signature.parameters)))  # self
+            for name, param in signature.parameters.items():  # **kwargs flattened into the record
+                if param.kind is inspect.Parameter.VAR_KEYWORD:
+                    arguments.update(arguments.pop(name, {}))
+            self._init_arguments = arguments
+        init(self, *args, **kwargs)
+
+    return recorded

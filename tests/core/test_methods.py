@@ -720,3 +720,24 @@ def test_unit_weight_methods_ignore_the_bound():
     state = _scored(method, n)
     sel = method.select(state, 0.99, _gen(0))
     assert len(sel) == 10 == method.expected_kept(n, 0.99, 1) and sel.weights.tolist() == [1.0] * 10
+
+
+def test_method_config_names_the_class_and_every_argument_with_defaults_filled_in():
+    import doctest
+    import pickle
+
+    from lightning_ted.methods import base, build_method
+
+    assert doctest.testmod(base, verbose=False).failed == 0  # PruningMethod.config's example
+    ted = build_method("ted")
+    assert ted.config == {
+        "class": "lightning_ted.methods.ted.TED", "score": "igd", "alpha": 0.5, "q": 0.5, "max_staleness": 4,
+        "normalize": 2.0, "max_weight": 10.0,
+    }  # fmt: skip
+    variant = TEDVariant(score="grad_norm", ranking="random")  # the subclass records, not TED's inner call
+    assert variant.config["class"].endswith("TEDVariant")
+    assert (variant.config["score"], variant.config["ranking"], variant.config["q"]) == ("grad_norm", "random", 0.5)
+    ted.max_weight = 4.0  # set after construction: the config says what the instance computes with now
+    assert pickle.loads(pickle.dumps(ted)).config["max_weight"] == 4.0
+    for name in METHODS:
+        assert build_method(name).config["class"].endswith(type(build_method(name)).__qualname__)

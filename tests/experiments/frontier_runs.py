@@ -17,4 +17,5 @@ def write_runs(out: Path, task: str, rows: list[tuple]) -> None:
     with frontier.cache_path(out, task).open("w") as f:
         for method, level, seed, saved, acc in rows:
             r = frontier.Result(task, method, level, seed, 4, 0.0, saved, acc, acc, 1.0, spec.fingerprint())
+            r = frontier.stamped(r, frontier.Job(task, method, level, seed), spec)  # made under today's code
             f.write(json.dumps(asdict(r)) + "\n")

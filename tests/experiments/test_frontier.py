@@ -134,7 +134,8 @@ def test_summary_bolds_only_gains_clearing_two_standard_errors_on_test_and_valid
     spec = frontier.TASKS["fashion"]
 
     def run(method, level, seed, saved, test, val):
-        return frontier.Result("fashion", method, level, seed, 4, 0.0, saved, test, val, 1.0, spec.fingerprint())
+        r = frontier.Result("fashion", method, level, seed, 4, 0.0, saved, test, val, 1.0, spec.fingerprint())
+        return frontier.stamped(r, frontier.Job("fashion", method, level, seed), spec)
 
     runs = [run("budget", b, s, 1 - b, acc + s, acc + s) for s in (0, 1, 2) for b, acc in ((1.0, 90.0), (0.5, 86.0))]
     runs += [run("infobatch", 0.5, s, 0.5, 87.0 + s + 0.1 * s, 87.0 + s) for s in (0, 1, 2)]  # +1.0..+1.2: bold
@@ -145,3 +146,26 @@ def test_summary_bolds_only_gains_clearing_two_standard_errors_on_test_and_valid
     row = next(line for line in text.splitlines() if line.startswith("| fashion |") and "(50%, 3)" in line)
     assert "| +1.00 ± 0.00 (50%, 3) |" in row and "**+1.10 ± 0.06 (50%, 3)**" in row
     assert (tmp_path / "frontier_summary.md").read_text() == text
+
+
+def test_a_cached_run_made_under_another_config_or_version_is_marked_stale_and_rerun(tmp_path, capsys):
+    spec = frontier.TASKS["fashion"]
+    job = frontier.Job("fashion", "ted", 0.5, 0)
+    today = frontier.stamped(frontier.Result("fashion", "ted", 0.5, 0, 16, 0.6, 0.5, 85.5, 86.0, 1.0,
+                                             spec.fingerprint()), job, spec)  # fmt: skip
+    moved = dict(today.versions, torch="0.0.1")  # the same run under another torch
+    older = frontier.Result(**{**frontier.asdict(today), "versions": moved, "test_acc": 81.8,
+                               "identity": frontier.run_identity(spec.fingerprint(), {}, moved)})  # fmt: skip
+    unrecorded = frontier.Result(**{**frontier.asdict(today), "identity": "", "versions": {}, "seed": 1})
+    with frontier.cache_path(tmp_path, "fashion").open("w") as f:
+        f.writelines(json.dumps(frontier.asdict(r)) + "\n" for r in (today, older, unrecorded))
+    cached = frontier.read_cache(tmp_path, "fashion", spec)
+    assert not cached[job.key].stale and cached[job.key].test_acc == 85.5  # today's run wins over a later stale line
+    assert cached["ted|0.5|1"].stale  # cached before runs recorded their identity
+    q8 = frontier.Job("fashion", "ted_q8_norm", 0.5, 0)  # another resolved config under another label
+    assert frontier.job_identity(job, spec) != frontier.job_identity(q8, spec)
+    rows, _ = frontier.summarise(list(cached.values()))
+    assert "† n: n of the row's runs are stale (1 of 2 in this table)" in frontier.markdown(spec, rows, {}, None)
+    frontier.main(["--tasks", "fashion", "--methods", "ted", "--targets", "0.5", "--seeds", "2", "--main-seeds", "1",
+                   "--report-only", "--out", str(tmp_path)])  # fmt: skip
+    assert "(1 of them stale)" in capsys.readouterr().out  # the grid would make seed 1 again
