@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 import torch
+from run_identity import library_versions
 
 #: rules whose score sum is another rule's (same state): left out of the mask table.
 SAME_SUMS = ("random", "infobatch", "ted_top", "ted_gated")
@@ -26,8 +27,20 @@ def read_cache(path: Path, task=None) -> list[dict]:
 
 
 def append(path: Path, rec: dict) -> None:
+    """Append one record, stamped with the lightning-ted and library versions that made it."""
     with path.open("a") as f:
-        f.write(json.dumps(rec) + "\n")
+        f.write(json.dumps({**rec, "versions": library_versions()}) + "\n")
+
+
+def stale_note(rows: list[dict]) -> list[str]:
+    """A line naming how many records were made under other versions than this code runs (or before records
+    carried them): the tables still show them, so the reader knows which numbers are not today's."""
+    today = library_versions()
+    stale = sum(r.get("versions") != today for r in rows)
+    if not stale:
+        return []
+    return [f"**{stale} of {len(rows)} records are stale**: made under other lightning-ted or library versions "
+            f"than {today}, or before records carried them; delete the cache to measure them again.", ""]  # fmt: skip
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
@@ -232,6 +245,7 @@ def report(task, rows: list[dict], out: Path) -> str:
         "`python experiments/score_validity.py --report-only` regenerates this file.",
         "",
     ]
+    lines += stale_note(rows)
     lines += ["## Targets (lowest 30%, Δ val loss)", ""] + targets(rows, task.phases) + [""]
     for p in task.phases:
         for frac, kind in ((0.3, "lowest"), (0.5, "lowest"), (0.3, "own")):

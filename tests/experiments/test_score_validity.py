@@ -76,3 +76,14 @@ def test_quick_benchmark_writes_tables_figure_and_regenerates_them_from_its_cach
     assert (tmp_path / "score_validity_quick.png").stat().st_size > 0
     score_validity.main(["--quick", "--out", str(tmp_path), "--report-only"])
     assert (tmp_path / "score_validity_quick.md").read_text() == table
+
+
+def test_records_made_under_other_versions_are_counted_stale_in_the_report(tmp_path):
+    from score_validity_report import append, read_cache, stale_note
+
+    cache = tmp_path / "c.jsonl"
+    append(cache, {"seed": 0, "rule": "random"})  # stamped with today's versions
+    assert stale_note(read_cache(cache)) == []
+    with cache.open("a") as f:
+        f.write('{"seed": 1, "rule": "random"}\n')  # cached before records carried versions
+    assert stale_note(read_cache(cache))[0].startswith("**1 of 2 records are stale**")
