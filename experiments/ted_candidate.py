@@ -137,6 +137,12 @@ def markdown(tasks: list[str], out: Path) -> str:
         "|---|---:|---:|---:|",
     ]
     lines += [tolerance_rows(t, out) for t in tasks]
+    cached = [r for t in tasks for r in frontier.read_cache(out, t, frontier.TASKS[t]).values()]
+    stale = sum(r.stale for r in cached)
+    if stale:
+        lines += ["", f"**{stale} of the {len(cached)} cached runs these tasks hold are stale** (made under another "
+                  "method config, lightning-ted or library versions, or before runs recorded them; "
+                  "`experiments/frontier.py` reruns them; the per-task tables mark each row)."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
