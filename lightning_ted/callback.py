@@ -21,11 +21,13 @@ from lightning_ted.fit_start import starts_fresh
 from lightning_ted.fit_summary import FitSummary
 from lightning_ted.methods.base import HeadStep
 from lightning_ted.observe.epoch_metrics import define_epoch_charts, epoch_scalars, log_score_histogram
+from lightning_ted.resume import start_next_epoch_fresh
 from lightning_ted.step_checks import FirstStepChecks, check_step_schedules, log_default_head
 from lightning_ted.steps import total_optimizer_steps
 from lightning_ted.taylor import HeadCapture, find_head
 
 PER_SAMPLE_KEY = "per_sample_loss"
+SUMMARY_KEY = "fit_summary"  # the summary's counts in the callback's checkpoint state
 
 
 class TEDPruningCallback(*CALLBACK_BASES):
@@ -109,9 +111,12 @@ class TEDPruningCallback(*CALLBACK_BASES):
             self.summary.report(trainer, self.datamodule, labels)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        start_next_epoch_fresh(trainer)  # resume.py: a checkpoint at an epoch's last batch, a longer next epoch
         dm = self.datamodule
         exact = dm.method.exact_kept_count or dm.overfitting
         check_step_schedules(trainer, total_optimizer_steps(trainer) if exact else None, dm.method.name)
+        if self.summary is not None:
+            self.summary.train_start(trainer, dm)  # after every restore: a checkpoint's summary counts
 
     # ------------------------------------------------------------------ per step
     def on_train_batch_start(
@@ -226,7 +231,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
             pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
         log_score_histogram(trainer, state.score, epoch)
         if self.summary is not None:
-            self.summary.epoch_end(trainer)
+            self.summary.epoch_end(trainer, dm)
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
@@ -235,9 +240,16 @@ class TEDPruningCallback(*CALLBACK_BASES):
         every rank while saving, so the method may gather here."""
         if self.datamodule is None:
             return dict(self._pending_state or {})
-        return self.datamodule.method.run_state_dict(self._trainer)
+        state = self.datamodule.method.run_state_dict(self._trainer)
+        if self.summary is not None:  # the run's summary counts, so a resumed run reports the whole run
+            state = {**state, SUMMARY_KEY: self.summary.state_dict(self._trainer, self.datamodule)}
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        summary = state_dict.pop(SUMMARY_KEY, None)
+        if summary is not None and self.summary is not None:
+            self.summary.load_state_dict(summary)
         if self.datamodule is None:  # restored before setup: applied once the method is known
             self._pending_state = dict(state_dict)
             return

@@ -14,9 +14,12 @@ class PruningCheckpoint:
     """Mixin of ``DynamicPruningDataModule`` (its ``state``, ``method``, ``cursor``, selections and history)."""
 
     def state_dict(self) -> dict[str, Any]:
-        """The pruning state for a checkpoint; in the middle of an epoch also that epoch's selection and the
-        position reached in its order (in samples), so a resume with another batch size, schedule or run
-        length finishes the epoch exactly as begun and the changes apply from the next one.
+        """The pruning state for a checkpoint, and the selection of the epoch it was written in with the position
+        reached in its order (in samples), so a resume with another batch size, schedule or run length finishes
+        the epoch exactly as begun and the changes apply from the next one. Kept after the epoch's last batch
+        too: Lightning may resume that epoch without a batch (a checkpoint at a validation end after it) and run
+        its end hooks, which must see the epoch's own selection and length, not one drawn again from the scores
+        folded in since.
 
         Under DDP, Lightning calls this on every rank while saving; the observations each rank buffered
         since the epoch began are gathered here (one collective) so a mid-epoch checkpoint loses none.
@@ -31,9 +34,9 @@ class PruningCheckpoint:
             "begun_epoch": self.begun_epoch,
         }
         sel, cursor = self.current_selection, self.cursor
-        if sel is not None and cursor is not None and cursor.position < len(self.trained_selection or sel):
+        if sel is not None and cursor is not None:
             out["epoch_in_progress"] = interrupted_epoch(sel, cursor)
-        elif self.state.num_pending and cursor is not None:
+        if self.state.num_pending and cursor is not None and cursor.position >= len(self.trained_selection or sel):
             out["finished_epoch"] = cursor.epoch  # its observations are pending: its end hooks have not run
         return self._wrapped_state(out)
 

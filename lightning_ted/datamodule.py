@@ -124,7 +124,7 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         self.kept_history: Tensor = torch.zeros(0, dtype=torch.int64)  # samples trained per epoch
         self._cache: tuple[int, int, Selection] | None = None  # (epoch, state version, selection)
         self._version = 0
-        self._interrupted: tuple[EpochCursor, Selection] | None = None  # a checkpoint's unfinished epoch
+        self._interrupted: tuple[EpochCursor, Selection] | None = None  # the epoch a checkpoint was written in
         self._unfolded_epoch: int | None = None  # a checkpoint's finished epoch whose observations await folding
         self.begun_epoch = -1  # last epoch whose start was recorded (see record_epoch)
         self.cursor: EpochCursor | None = None  # progress through the current epoch's train loader
@@ -264,7 +264,9 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         """Exact number of optimizer steps the whole pruned run takes, known before training.
 
         Use it for step-counting LR schedulers (e.g. ``OneCycleLR(total_steps=...)``) in
-        ``configure_optimizers``. It counts the Trainer's ``limit_train_batches`` and assumes every sample
-        is scored after the first epoch, which holds unless per-sample losses are NaN.
+        ``configure_optimizers``. It counts the Trainer's ``limit_train_batches`` and assumes per-sample losses
+        are finite (a NaN leaves its sample unscored). Where ``limit_train_batches`` leaves samples unscored that
+        TED would then keep, it is the most the run can take, with a ``StepCountWarning`` (see
+        :func:`lightning_ted.run_plan.total_optimizer_steps`).
         """
         return run_plan.total_optimizer_steps(self)

@@ -1,5 +1,6 @@
 """Mid-epoch resume of the train loaders: how far an epoch got (``EpochCursor``), the loader state Lightning
-checkpoints (``ResumableEpoch``), and the record of an unfinished epoch a checkpoint carries.
+checkpoints (``ResumableEpoch``), the record of the epoch a checkpoint was written in, and the start of the
+epoch after one whose last batch a checkpoint caught (``start_next_epoch_fresh``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_ted.selection import Selection
 
@@ -65,6 +67,7 @@ class ResumableEpoch:
         world = getattr(self.sampler, "num_replicas", 1)
         position = self.cursor.resume_at
         if position is None:
+            warn_without_record(self.cursor.epoch, batches)
             position = batches * (self.batch_size or 1) * world
         self.cursor.batches, self.cursor.position = batches, position
         if hasattr(self.sampler, "start"):
@@ -104,6 +107,20 @@ def restore_interrupted(saved: dict[str, Any], num_samples: int) -> tuple[EpochC
     return cursor, selection
 
 
+def warn_without_record(epoch: int, batches: int) -> None:
+    """Warn that a checkpoint restores ``batches`` trained batches of ``epoch`` without the datamodule's record
+    of that epoch (a checkpoint of an older lightning-ted, or one whose datamodule state was dropped)."""
+    if batches:
+        rank_zero_warn(
+            f"the checkpoint resumes epoch {epoch} after {batches} trained batches but holds no record of the "
+            "epoch's selection (DynamicPruningDataModule's 'epoch_in_progress' state, written by lightning-ted "
+            "since its mid-epoch resume): the rest of the epoch comes from a selection drawn again from the "
+            "restored scores and differs from the interrupted run's. Resume from a checkpoint written at an "
+            "epoch's end for an exact continuation.",
+            category=UserWarning,
+        )
+
+
 def checked_batches(state_dict: dict[str, int], cursor: EpochCursor) -> int:
     """The batches a checkpointed train loader had trained, after checking it stopped in ``cursor``'s epoch."""
     epoch = int(state_dict["epoch"])
@@ -113,3 +130,31 @@ def checked_batches(state_dict: dict[str, int], cursor: EpochCursor) -> int:
             f"{cursor.epoch}; the checkpoint does not match its training progress."
         )
     return int(state_dict["batches"])
+
+
+def start_next_epoch_fresh(trainer: Any) -> None:
+    """After a resume from a checkpoint written in ``on_train_batch_end`` of an epoch's last batch, make the
+    next epoch start at its first batch. Called from ``on_train_start``.
+
+    Such a checkpoint restores Lightning's batch progress at that epoch's batch count. Lightning's fit loop
+    closes the epoch (without its end hooks) and moves on, but its epoch loop keeps the restored count as the
+    next epoch's progress unless the count reaches ``trainer.num_training_batches``, which by then is the next
+    epoch's length (the loader is rebuilt every epoch): a longer next epoch (after pruned ones) would train
+    only its remainder. ``on_train_start`` runs after the fit loop moved on and before the epoch loop resets,
+    so here the epoch loop gets what Lightning gives it when the lengths agree: the last batch counted as
+    completed and the per-epoch progress reset.
+    """
+    fit = trainer.fit_loop
+    loop = fit.epoch_loop
+    # getattr: Lightning releases before 2.5 have no restart stages (and another reset)
+    if not (getattr(loop, "restarted_on_train_batch_end", False) and loop.batch_progress.is_last_batch):
+        return
+    # the two cases in which Lightning's FitLoop.reset closes the restored epoch
+    if not (getattr(fit, "restarted_mid_epoch", False) or not loop.val_loop.batch_progress.is_last_batch):
+        return
+    loop.batch_progress.increment_completed()
+    loop.batch_progress.reset_on_run()
+    loop.scheduler_progress.reset_on_run()
+    loop.automatic_optimization.optim_progress.reset_on_run()
+    loop.val_loop.batch_progress.total.reset()
+    loop.reset_restart_stage()  # the restored progress is handled: Lightning resets nothing more

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from lightning_ted.batch import IndexedSample
 from lightning_ted.loader import loader_kwargs
-from lightning_ted.resume import EpochCursor, checked_batches
+from lightning_ted.resume import EpochCursor, checked_batches, warn_without_record
 from lightning_ted.selection import Selection, epoch_generator
 from lightning_ted.streaming.stream import PrunedStream, Remainder, collate_kept, dense_weights, unbatched
 
@@ -159,6 +159,9 @@ class StreamedEpochLoader:
                 "or resume from a checkpoint saved at an epoch's end."
             )
         self.cursor.batches = batches
+        if self.cursor.resume_at is None:  # no record of the epoch: skip the batches Lightning counts as trained
+            warn_without_record(self.cursor.epoch, batches)
+            self.cursor.resume_at, self.cursor.resume_batches = 0, batches
 
 
 def repeated_id(index: torch.Tensor, seen: torch.Tensor) -> int | None:
