@@ -1,6 +1,11 @@
 """What a pruned run will train, known before it starts: per epoch the kept samples, the batches the
 Trainer runs of them (``limit_train_batches``, ``overfit_batches``) and the samples actually loaded; the
 optimizer-step total; and the checks that refuse a plan Lightning would stop or crash on.
+
+A method that never drops an unscored sample (TED) keeps more than its schedule says while some samples
+were never trained, which ``limit_train_batches`` can cause (a cut epoch loads only part of its kept set).
+The plan carries that as a range: it bounds the samples trained before each epoch and asks the method for
+the fewest and most it then keeps (:meth:`~lightning_ted.methods.PruningMethod.kept_range`).
 """
 
 from __future__ import annotations
@@ -10,35 +15,70 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightning_ted.loader import batches_per_rank, limited_batches, trained_samples
+from lightning_ted.methods.base import TrainedBefore
+
+
+class StepCountWarning(UserWarning):
+    """The run's optimizer-step total is not known exactly before training; the largest possible one is used."""
 
 
 @dataclass
 class EpochPlan:
     epoch: int
     ratio: float  # the schedule's prune ratio
-    kept: int  # samples the method keeps
+    kept: int  # samples the method keeps (the fewest it may keep)
     batches: int  # training batches each rank runs, after the Trainer's limits
     trained: int  # samples loaded, all ranks together (kept ones beyond the limit are never loaded)
+    most_kept: int  # the most it may keep: above ``kept`` only while some samples may still be unscored
+    most_batches: int
+    most_trained: int
+
+    @property
+    def exact(self) -> bool:
+        """Whether the epoch's batch count is known before training."""
+        return self.batches == self.most_batches
 
 
 def epoch_plans(dm: Any) -> list[EpochPlan]:
     """The plan of every epoch of ``dm``'s run on its Trainer (the method's expected kept counts)."""
     trainer, n = dm.trainer, dm.state.num_samples
     world, batch_size = trainer.world_size, dm.batch_size or 1
+    before = TrainedBefore(0, 0)
     plans = []
     for epoch in range(dm.schedule.max_epochs):
         ratio = 0.0 if dm.overfitting else dm.schedule.prune_ratio(epoch)
-        kept = n if dm.overfitting else dm.method.expected_kept(n, ratio, epoch)
-        batches = limited_batches(
-            batches_per_rank(kept, world, batch_size, bool(dm.drop_last)), dm.trainer.limit_train_batches
-        )
-        plans.append(EpochPlan(epoch, ratio, kept, batches, trained_samples(kept, batches, world, batch_size)))
+        fewest, most = (n, n) if dm.overfitting else dm.method.kept_range(n, ratio, epoch, before)
+        ends = []
+        for kept in (fewest, most):
+            batches = limited_batches(
+                batches_per_rank(kept, world, batch_size, bool(dm.drop_last)), dm.trainer.limit_train_batches
+            )
+            ends.append((kept, batches, trained_samples(kept, batches, world, batch_size)))
+        plans.append(EpochPlan(epoch, ratio, *ends[0], *ends[1]))
+        before = _trained_after(before, plans[-1], n, dm.method.keeps_unscored)
     return plans
+
+
+def _trained_after(before: TrainedBefore, plan: EpochPlan, n: int, keeps_unscored: bool) -> TrainedBefore:
+    """Bounds on the distinct samples trained once ``plan``'s epoch is done: at least those it loads and those
+    trained before; at most both together. A method that keeps every unscored sample also trains all of them
+    except the kept ones the limit cut (``most_kept - trained`` bounds those)."""
+    fewest = max(before.fewest, plan.trained)
+    if keeps_unscored:
+        fewest = max(fewest, n - (plan.most_kept - plan.trained))
+    most = min(n, before.most + plan.most_trained)
+    whole = before.whole and plan.trained == plan.kept and plan.most_trained == plan.most_kept
+    return TrainedBefore(fewest, most, whole)
 
 
 def total_optimizer_steps(dm: Any) -> int:
     """Optimizer steps of the whole run: every epoch's batches, after the Trainer's limits, over
-    ``accumulate_grad_batches`` (Lightning steps once more at an epoch's end for a partial accumulation)."""
+    ``accumulate_grad_batches`` (Lightning steps once more at an epoch's end for a partial accumulation).
+
+    When it cannot be exact (see the module docstring) it is the most the run can take, with a
+    :class:`StepCountWarning` naming the epochs and the way to an exact count: a schedule sized with it
+    never steps past its end (``OneCycleLR`` raises there), it may stop short of its last steps.
+    """
     if dm.trainer is None or dm.state is None:
         raise RuntimeError("total_optimizer_steps() needs the datamodule attached to a Trainer and set up")
     if not dm.method.exact_kept_count and not dm.overfitting:
@@ -48,7 +88,39 @@ def total_optimizer_steps(dm: Any) -> int:
             "instead, which follows the epochs whatever their length."
         )
     accumulate = dm.trainer.accumulate_grad_batches
-    return sum(math.ceil(plan.batches / accumulate) for plan in epoch_plans(dm))
+    plans = epoch_plans(dm)
+    fewest = sum(math.ceil(plan.batches / accumulate) for plan in plans)
+    most = sum(math.ceil(plan.most_batches / accumulate) for plan in plans)
+    cap = dm.trainer.max_steps if dm.trainer.max_steps is not None and dm.trainer.max_steps >= 0 else most
+    if min(fewest, cap) != min(most, cap):
+        _warn_inexact(dm, plans, fewest, most)
+    return most
+
+
+def _warn_inexact(dm: Any, plans: list[EpochPlan], fewest: int, most: int) -> None:
+    cut = next((p for p in plans if p.trained < p.kept or p.most_trained < p.most_kept), None)
+    open_ = [p for p in plans if not p.exact]
+    first = open_[0]
+    listed = ", ".join(str(p.epoch) for p in open_)
+    epochs = f"epoch {first.epoch} keeps" if len(open_) == 1 else f"epochs {listed} keep"
+    cause = (
+        f"Trainer(limit_train_batches={dm.trainer.limit_train_batches}) loads only {cut.trained} of the "
+        f"{cut.kept} samples epoch {cut.epoch} keeps, and "
+        if cut is not None
+        else ""
+    )
+    dm.method.warn_once(
+        f"steps {fewest} {most}",
+        f"lightning-ted: this run takes between {fewest} and {most} optimizer steps, not a number known before "
+        f"training: {cause}method {dm.method.name!r} never drops a sample it "
+        f"has not scored, so {epochs} more samples the fewer were trained before (epoch {first.epoch}: "
+        f"{first.kept} to {first.most_kept} samples, {first.batches} to {first.most_batches} batches). "
+        f"total_optimizer_steps() returns {most}, the most it can take: a schedule sized with it (OneCycleLR) "
+        f"never steps past its end but may stop up to {most - fewest} step(s) before it. For an exact count use "
+        "limit_train_batches=1.0 or a method whose kept count ignores scores (random, ucb); or step the "
+        "schedule per epoch (lr_scheduler interval='epoch').",
+        StepCountWarning,
+    )
 
 
 def check_plan(dm: Any) -> None:
@@ -62,8 +134,9 @@ def check_plan(dm: Any) -> None:
         return
     empty = next((p for p in plans if p.batches == 0), None)
     if empty is not None:
+        keeps = "keeps" if empty.exact else "may keep as few as"
         raise ValueError(
-            f"epoch {empty.epoch} keeps {empty.kept} of {dm.state.num_samples} samples (prune ratio "
+            f"epoch {empty.epoch} {keeps} {empty.kept} of {dm.state.num_samples} samples (prune ratio "
             f"{empty.ratio:.4g}), which leaves no training batch (batch_size={dm.batch_size or 1}, "
             f"drop_last={bool(dm.drop_last)}, {trainer.world_size} process(es)); Lightning would end the run "
             "there. Lower the schedule's ratio, use a smaller batch size, or set drop_last=False."

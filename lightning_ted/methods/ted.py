@@ -15,9 +15,15 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, HeadStep, PruningMethod
+from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, HeadStep, PruningMethod, TrainedBefore
 from lightning_ted.methods.ted_scores import SCALE_FREE, head_score
-from lightning_ted.selection import Selection, random_drop_selection, stale_protected_selection
+from lightning_ted.selection import (
+    Selection,
+    bounded_drop,
+    min_kept,
+    random_drop_selection,
+    stale_protected_selection,
+)
 from lightning_ted.state import Observations, ScoreState
 from lightning_ted.taylor import batch_reference
 
@@ -49,6 +55,7 @@ class TED(PruningMethod):
 
     name = "ted"
     head_statistic = "taylor"
+    keeps_unscored = True  # an unscored sample (+inf) is never a candidate
     #: the readings this class accepts (``lightning_ted.research.TEDVariant`` accepts every one).
     SCORES: tuple[str, ...] = ("igd", "grad_norm")
 
@@ -139,6 +146,28 @@ class TED(PruningMethod):
             return random_drop_selection(score, prune_ratio, self.q, generator, bound)
         age = self.age(state)
         return stale_protected_selection(score, age, self.max_staleness, prune_ratio, self.q, generator, bound)
+
+    def kept_range(self, num_samples: int, prune_ratio: float, epoch: int, before: TrainedBefore) -> tuple[int, int]:
+        """Only scored samples are dropped, so an epoch keeps every sample no earlier epoch trained. Of ``S``
+        scored ones a drop among candidates drops ``min(d, S - ceil(S / max_weight))`` of the schedule's ``d``
+        for ``q < 1`` (the weight bound caps it), ``min(d, S)`` for ``q = 1``; once stale samples may exist
+        (``max_staleness``) either can happen (:func:`~lightning_ted.selection.stale_protected_selection`).
+        With every sample scored both are ``d``."""
+        bound = self.max_weight if self.reweights else math.inf
+        n_drop = bounded_drop(num_samples, prune_ratio, bound)
+
+        def capped(scored: int) -> int:
+            return max(0, min(n_drop, scored - min_kept(scored, bound)))
+
+        def plain(scored: int) -> int:
+            return min(n_drop, scored)
+
+        if self.max_staleness is not None and epoch >= self.max_staleness:  # ages reach the rule's limit
+            least, most = capped(before.fewest), plain(before.most)
+        else:
+            rule = capped if self.q < 1.0 else plain
+            least, most = rule(before.fewest), rule(before.most)
+        return num_samples - most, num_samples - least
 
     def ranked_scores(self, state: ScoreState) -> Tensor:
         """The scores the drop ranks (``+inf``: never dropped)."""

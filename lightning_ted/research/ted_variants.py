@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, HeadStep
+from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, HeadStep, TrainedBefore
 from lightning_ted.methods.ted import TED
 from lightning_ted.methods.ted_scores import ALL_SCORES, head_score, internal_generalization_update
 from lightning_ted.pps import positive_size, pps_selection, within_cohorts
@@ -216,6 +216,19 @@ class TEDVariant(TED):
         if self.score == "ig" and epoch == 1:
             return num_samples  # "ig" scores a sample at its second visit: nothing is a candidate before
         return super().expected_kept(num_samples, prune_ratio, epoch)
+
+    def kept_range(self, num_samples: int, prune_ratio: float, epoch: int, before: TrainedBefore) -> tuple[int, int]:
+        """TED's bounds for the drop selection; "ig" (scored at a sample's second visit) and "pps" (unscored
+        samples forced in) are exact only once every sample is scored, which "ig" knows only when no earlier
+        epoch was cut short; before that they keep between the scored count and everything."""
+        ig = self.score == "ig"
+        if before.most == 0 or (ig and epoch <= 1):
+            return num_samples, num_samples  # nothing is scored yet: every sample is kept
+        if not ig and self.selection == "drop":
+            return super().kept_range(num_samples, prune_ratio, epoch, before)
+        kept = self.expected_kept(num_samples, prune_ratio, epoch)
+        scored = before.whole if ig else before.fewest == num_samples
+        return (kept, kept) if scored else (kept, num_samples)
 
     def update(self, state: ScoreState, obs: Observations, epoch: int) -> None:
         """TED's update; ``"ig"``: of the loss change between visits; with a gate, ``state.aux`` also takes

@@ -46,17 +46,20 @@ class Model(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def fit(prune: bool, devices: int = 1, method: str = "ted", **trainer_options) -> tuple[int, int, L.Trainer]:
+def fit(
+    prune: bool, devices: int = 1, method: str = "ted", warmup_epochs: int = 1, callbacks=(), **trainer_options
+) -> tuple[int, int, L.Trainer]:
     """(predicted steps, optimizer steps taken, trainer) of one run."""
     L.seed_everything(0, verbose=False)
     data = Data()
     if prune:
-        schedule = RollerCoasterSchedule(ratio=0.6, beta=0.5)
+        schedule = RollerCoasterSchedule(ratio=0.6, beta=0.5, warmup_epochs=warmup_epochs)
         data = DynamicPruningDataModule(datamodule=data, method=method, schedule=schedule)
     model = Model()
     trainer = L.Trainer(
         max_epochs=4, accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, **trainer_options,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks),
+        **trainer_options,
     )  # fmt: skip
     trainer.fit(model, datamodule=data)
     return model.predicted, trainer.global_step, trainer

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 from conftest import rank_results, run_worker
+from lightning.pytorch.callbacks import Callback
 from steps_project import fit
+
+from lightning_ted.methods import METHODS
+from lightning_ted.run_plan import StepCountWarning, epoch_plans
 
 SCRIPT = Path(__file__).resolve().parent / "steps_project.py"
 OPTIONS = [
@@ -59,3 +63,58 @@ def test_user_sizes_the_schedule_under_ddp_on_two_processes(tmp_path, prune):
         assert result["predicted"] == result["taken"]
     summaries = proc.stdout.count("lightning-ted fit summary")
     assert summaries == (1 if prune == "1" else 0), "the end-of-fit summary is printed once, by rank zero"
+
+
+class KeptCounts(Callback):
+    """The samples pruning kept each epoch (listed after the pruning callback, so the epoch's set is made)."""
+
+    def __init__(self) -> None:
+        self.kept: list[int] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.kept.append(len(trainer.datamodule.current_selection))
+
+
+EXACT_METHODS = sorted(name for name, cls in METHODS.items() if cls.exact_kept_count)
+
+
+@pytest.mark.parametrize("warmup_epochs", [0, 1], ids=["no_warmup", "default_warmup"])
+@pytest.mark.parametrize("method", EXACT_METHODS)
+def test_user_sizes_one_cycle_for_a_method_with_a_known_kept_count_with_or_without_warmup(method, warmup_epochs):
+    """Issue 29: with ``warmup_epochs=0`` RS2, UCB and epsilon-greedy prune epoch 0 too (they need no score),
+    where the plan assumed a full first epoch (planned 47, taken 41). Planned equals taken for every method
+    whose kept count is known in advance, with and without a warm-up epoch, and each epoch keeps what the
+    plan says."""
+    kept = KeptCounts()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predicted, taken, trainer = fit(True, method=method, warmup_epochs=warmup_epochs, callbacks=[kept])
+    assert predicted == taken
+    plans = epoch_plans(trainer.datamodule)
+    assert kept.kept == [p.kept for p in plans] == [p.most_kept for p in plans]
+    assert not [w for w in caught if issubclass(w.category, StepCountWarning) or "LR scheduler" in str(w.message)]
+
+
+@pytest.mark.parametrize("limit", [0.3, 0.4])
+def test_user_sizes_one_cycle_under_limit_train_batches_with_ted_and_it_runs_to_the_end(limit):
+    """Issue 29: ``limit_train_batches`` leaves the samples its cut epochs never load unscored, and TED never
+    drops an unscored sample, so later epochs keep more than a plan with every sample scored says: OneCycleLR
+    raised "Tried to step 13 times" at 0.3. The plan bounds what was trained before each epoch: at 0.3 the
+    count is exact; at 0.4 epoch 2 keeps 106 to 115 samples (2 or 3 batches), so the call returns the most
+    and says so. Either way the schedule runs to the end, and every epoch keeps a count inside the plan."""
+    kept = KeptCounts()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predicted, taken, trainer = fit(True, limit_train_batches=limit, callbacks=[kept])
+    plans = epoch_plans(trainer.datamodule)
+    for plan, count in zip(plans, kept.kept, strict=True):
+        assert plan.kept <= count <= plan.most_kept
+    fewest, most = sum(p.batches for p in plans), sum(p.most_batches for p in plans)
+    assert predicted == most and fewest <= taken <= most
+    inexact = [str(w.message) for w in caught if issubclass(w.category, StepCountWarning)]
+    if limit == 0.3:
+        assert predicted == taken == fewest and not inexact
+    else:
+        assert fewest < most and len(inexact) == 1
+        assert f"between {fewest} and {most} optimizer steps" in inexact[0]
+        assert "limit_train_batches=0.4" in inexact[0] and "epoch 2 keeps more samples" in inexact[0]
