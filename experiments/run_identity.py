@@ -7,23 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib import metadata
 from typing import Any
 
-import lightning_ted
+from lightning_ted.frontier.versions import library_versions
 
-LIBRARIES = ("torch", "torchvision", "lightning", "torchmetrics", "transformers", "litdata", "numpy")
-
-
-def library_versions() -> dict[str, str]:
-    """``{"lightning-ted": ..., library: version}`` for the libraries installed here (absent ones left out)."""
-    found = {"lightning-ted": lightning_ted.__version__}
-    for name in LIBRARIES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+__all__ = ["library_versions", "run_identity"]
 
 
 def run_identity(task: str, config: dict[str, Any], versions: dict[str, str] | None = None) -> str:

@@ -3,8 +3,9 @@
 Trains the config's model and data on all data for E = ``trainer.max_epochs`` and for fewer epochs
 (``--budgets``, fractions of E: the frontier), and with the config's pruning method and any others named
 (``--methods``) at its ratio or ``--ratios``, on ``--seeds`` paired seeds; writes ``runs.jsonl`` (one line
-per finished run: an interrupted command resumes), ``frontier.md`` (table, verdict, the command's own
-overhead), ``frontier.png``, and logs both to W&B when the config has a ``WandbLogger``.
+per finished run: an interrupted command resumes), ``frontier.md`` (table, verdict, next step, the command's
+own overhead), ``frontier.png``, and logs both to W&B when the config has a ``WandbLogger``. SIGTERM or
+Ctrl-C writes the report of the runs finished so far, marked partial, and exits with 128 + the signal.
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from lightning_ted.frontier.cache import append_run, read_runs
-from lightning_ted.frontier.config import TaskConfig, load_config, method_spec, run_config
-from lightning_ted.frontier.errors import FrontierRefusal
-from lightning_ted.frontier.gains import summarise, verdict
-from lightning_ted.frontier.plan import Run, plan_runs
+from lightning_ted.frontier.config import TaskConfig, load_config, logger_callbacks, method_spec, run_config
+from lightning_ted.frontier.errors import FrontierRefusal, Interrupted
+from lightning_ted.frontier.gains import advice, summarise, verdict
+from lightning_ted.frontier.plan import Run, budget_epochs, plan_runs
 from lightning_ted.frontier.report import log_wandb, markdown, plot
 from lightning_ted.frontier.runner import fit_one
-from lightning_ted.frontier.targets import ratio_for_target
+from lightning_ted.frontier.targets import check_ratios, ratio_for_target
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,7 +46,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("frontier"), help="output folder (default ./frontier)")
     p.add_argument("--report-only", action="store_true", help="redraw from runs.jsonl, train nothing")
     p.add_argument("--workers", type=int, default=1, help="runs trained at once, each in its own process")
+    p.add_argument("--threads", type=int, help="torch threads per run (default: OMP_NUM_THREADS, else CPUs / workers)")
+    p.add_argument("--model-class", help="class of a config's model: that has init args only (LightningCLI(MyModel))")
+    p.add_argument("--data-class", help="class of a config's data: that has init args only")
     return p
+
+
+def default_threads(workers: int) -> int:
+    """Torch threads per run: ``OMP_NUM_THREADS`` when set, else the CPUs this process may use shared by the
+    workers, so runs neither oversubscribe the machine nor change speed with torch's own default."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus // max(1, workers))
 
 
 def _progress(done: int, total: int, elapsed: float, record: dict, metric: str) -> None:
@@ -55,12 +71,28 @@ def _progress(done: int, total: int, elapsed: float, record: dict, metric: str) 
           f"{record['fit_seconds']:.1f} s", file=sys.stderr, flush=True)  # fmt: skip
 
 
-def execute(task: TaskConfig, todo: list[Run], out: Path, workers: int, fingerprint: str) -> tuple[float, float, float]:
-    """Train ``todo``, appending each finished run to ``runs.jsonl``. Returns the summed fit seconds, the
-    seconds of this phase that were not fits (in-process: all of them; with workers: each run's own
-    instantiation and evaluation) and the phase's wall seconds."""
+def _worker_signals() -> None:
+    """In a worker: default SIGTERM and no SIGINT, so the command (which kills its workers) decides the stop."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued runs and kill the running ones: a stopped command does not wait for fits it drops."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public kill before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.kill()
+
+
+def execute(
+    task: TaskConfig, todo: list[Run], out: Path, workers: int, fingerprint: str, threads: int
+) -> tuple[float, float, float]:
+    """Train ``todo`` with ``threads`` torch threads each, appending each finished run to ``runs.jsonl``.
+    Returns the summed fit seconds, the seconds of this phase that were not fits (in-process: all of them;
+    with workers: each run's own instantiation and evaluation) and the phase's wall seconds."""
     start, fits, runs = time.perf_counter(), 0.0, 0.0
-    jobs = [(run_config(task, r, out / "fits"), r, task.metric, task.max_epochs) for r in todo]
+    jobs = [(run_config(task, r, out / "fits"), r, task.metric, task.max_epochs, None, threads) for r in todo]
 
     def finish(record: dict, done: int) -> None:
         nonlocal fits, runs
@@ -74,7 +106,7 @@ def execute(task: TaskConfig, todo: list[Run], out: Path, workers: int, fingerpr
             finish(fit_one(*job), i)
         phase = time.perf_counter() - start
         return fits, phase - fits, phase
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers, initializer=_worker_signals) as pool:
         pending, done = {pool.submit(fit_one, *job) for job in jobs}, 0
         try:
             while pending:
@@ -83,7 +115,7 @@ def execute(task: TaskConfig, todo: list[Run], out: Path, workers: int, fingerpr
                     done += 1
                     finish(future.result(), done)
         except BaseException:
-            pool.shutdown(cancel_futures=True)
+            _stop_workers(pool)
             raise
     return fits, runs - fits, time.perf_counter() - start
 
@@ -105,7 +137,7 @@ def frontier(args: argparse.Namespace, argv: list[str], start: float) -> str:
             f"--seeds {args.seeds} gives no standard error, so no gain can be told from noise: "
             "use --seeds 2 or more (3 by default), or pass --no-se to report gains without one"
         )
-    task = load_config(args.config, args.metric, args.mode)
+    task = load_config(args.config, args.metric, args.mode, args.model_class, args.data_class)
     methods = [task.method] + [m for m in args.methods if m != task.method]
     for m in args.methods:
         method_spec(m)  # refuses an unknown name before anything trains
@@ -121,39 +153,77 @@ def frontier(args: argparse.Namespace, argv: list[str], start: float) -> str:
                   for t in args.targets]  # fmt: skip
         pairs = zip(args.targets, ratios, strict=True)
         print("frontier: targets " + ", ".join(f"{t:.0%} -> ratio {r}" for t, r in pairs), flush=True)
+    check_ratios(ratios, "--ratios" if args.ratios else "the config's schedule ratio")
+    lengths = budget_epochs(args.budgets, task.max_epochs)
+    for b in dict.fromkeys(b for b in args.budgets if b not in lengths):
+        print(f"note: budget {b} is {round(b * task.max_epochs)} epochs, as another budget: trained once", flush=True)
+    for name in logger_callbacks(task):
+        print(f"note: {name} is left out of each run: runs train without a logger, and it only feeds one", flush=True)
+    if args.threads is not None and args.threads < 1:
+        raise FrontierRefusal(f"--threads {args.threads}: give 1 or more torch threads per run")
+    threads = args.threads or default_threads(args.workers)
     plan = plan_runs(task.max_epochs, args.budgets, methods, ratios, args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     fingerprint = task.fingerprint()
     done, other = read_runs(args.out / "runs.jsonl", fingerprint)
     if other:
-        print(f"note: {other} runs in {args.out / 'runs.jsonl'} were made with another config; left out", flush=True)
+        print(f"note: {other} runs in {args.out / 'runs.jsonl'} were made with another config or other "
+              "lightning-ted/library versions; left out (trained again)", flush=True)  # fmt: skip
     todo = [r for r in plan if r.key not in done]
-    print(f"frontier: {len(plan) - len(todo)} of {len(plan)} runs cached, {len(todo)} to train", flush=True)
-    fits = None
+    print(f"frontier: {len(plan) - len(todo)} of {len(plan)} runs cached, {len(todo)} to train"
+          + (f", {threads} torch threads per run" if todo and not args.report_only else ""), flush=True)  # fmt: skip
+    fits, stopped = None, None
     if todo and not args.report_only:
-        fits, phase_overhead, phase = execute(task, todo, args.out, args.workers, fingerprint)
+        try:
+            fits, phase_overhead, phase = execute(task, todo, args.out, args.workers, fingerprint, threads)
+        except Interrupted as stop:
+            stopped = stop
         done, _ = read_runs(args.out / "runs.jsonl", fingerprint)
     records = list(done.values())
     if not records:
+        if stopped is not None:
+            raise stopped
         raise FrontierRefusal(
             f"no finished runs in {args.out / 'runs.jsonl'} for this config: run without --report-only"
         )
     rows = summarise(records, task.mode)
     line = verdict(rows, task.metric)
+    notes = advice(rows, task.metric, task.mode)
     plot(rows, task.metric, args.out / "frontier.png")
-    if fits is not None:
+    partial = None
+    if stopped is not None:
+        finished = sum(r.key in done for r in plan)
+        partial = (f"stopped by {stopped.name} after {finished} of {len(plan)} runs; rerun the same command to train "
+                   f"the other {len(plan) - finished} (finished runs are cached)")  # fmt: skip
+    elif fits is not None:
         wall = time.perf_counter() - start
         overhead = wall - phase + phase_overhead
         o = dict(overhead_s=overhead, grid_s=overhead + fits, share=overhead / (overhead + fits), runs=len(todo))
         (args.out / "overhead.json").write_text(json.dumps(o) + "\n")
     head = dict(config=args.config, metric=task.metric, mode=task.mode, max_epochs=task.max_epochs,
-                command="lightning-ted frontier " + shlex.join(a for a in argv if a != "--report-only"))  # fmt: skip
-    text = markdown(rows, head, line, overhead_line(args.out))
+                command="lightning-ted frontier " + shlex.join(a for a in argv if a != "--report-only"),
+                threads=threads_line(records))  # fmt: skip
+    text = markdown(rows, head, line, overhead_line(args.out), notes, partial)
     (args.out / "frontier.md").write_text(text)
     print(text, flush=True)
+    if stopped is not None:
+        stopped.report = args.out / "frontier.md"
+        raise stopped
     if task.wandb is not None and not args.report_only:
-        log_wandb(task.wandb, rows, line, args.out / "frontier.png")
+        log_wandb(task.wandb, rows, line, args.out / "frontier.png", notes)
     return line
+
+
+def threads_line(records: list[dict]) -> str | None:
+    """The torch thread counts the runs recorded (several: cached runs of other ``--threads``, times mixed)."""
+    counts = sorted({r["threads"] for r in records if r.get("threads")})
+    missing = sum(not r.get("threads") for r in records)
+    if not counts:
+        return None
+    text = ", ".join(map(str, counts))
+    if len(counts) > 1:
+        text += " (cached runs of different --threads: their fit times compare only roughly)"
+    return text + (f"; not recorded for {missing} older runs" if missing else "")
 
 
 def process_age() -> float:
@@ -166,15 +236,33 @@ def process_age() -> float:
         return 0.0
 
 
+def _interrupt(signum: int, frame) -> None:
+    """SIGTERM / SIGINT handler: stop the run in progress (a second signal ends the process at once)."""
+    signal.signal(signum, signal.SIG_DFL)
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None, start: float | None = None) -> int:
-    """Entry point (``lightning-ted frontier ...``); exit status 2 with ``error: ...`` on a refusal. The
-    overhead clock starts at ``start`` (default: when this process started, so start-up counts)."""
+    """Entry point (``lightning-ted frontier ...``); exit status 2 with ``error: ...`` on a refusal, 128 +
+    the signal (143 for SIGTERM) with the partial report on a stop. The overhead clock starts at ``start``
+    (default: when this process started, so start-up counts)."""
     start = time.perf_counter() - process_age() if start is None else start
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         frontier(args, argv, start)
     except FrontierRefusal as refusal:
         print(f"error: {refusal}", file=sys.stderr, flush=True)
         return 2
+    except Interrupted as stop:
+        where = f"the report of the runs finished so far is in {stop.report}" if stop.report else "no report written"
+        print(f"stopped by {stop.name}: {where}; rerun the same command to go on", file=sys.stderr, flush=True)
+        return 128 + stop.signum
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
     return 0

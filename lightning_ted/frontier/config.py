@@ -2,7 +2,9 @@
 
 The config is the one the user trains with (``lightning-ted fit --config my.yaml``). Each run is that
 config with five values changed: ``trainer.max_epochs`` (the budget), the pruning method, the schedule's
-ratio, the seed, and the Trainer's outputs (no logger, checkpoints or progress bars per run).
+ratio, the seed, and the Trainer's outputs (no logger, checkpoints or progress bars per run, so callbacks
+that only feed a logger are left out). User modules import from the current folder and the config's folder,
+as ``python -m`` and LightningCLI scripts beside their configs would.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import hashlib
 import importlib
 import inspect
 import json
+import os
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +25,16 @@ import yaml
 from lightning_ted.datamodule import DynamicPruningDataModule
 from lightning_ted.frontier.errors import FrontierRefusal
 from lightning_ted.frontier.plan import Run
+from lightning_ted.frontier.versions import library_versions
 from lightning_ted.methods import METHODS
 
 DEFAULT_METRIC = "val_acc"
-_MIN_WORDS = ("loss", "error", "perplexity", "ppl", "mse", "mae")
+_MIN_WORDS = ("loss", "error", "perplexity")  # anywhere in the name; the short ones below as whole tokens
+_MIN_TOKENS = {"err", "ppl", "mse", "rmse", "mae", "nll", "wer", "cer"}
+_MAX_WORDS = {"acc", "accuracy", "f1", "auc", "auroc", "auprc", "precision", "recall", "iou", "miou", "map", "bleu",
+              "rouge", "r2", "dice", "top1", "top5", "ap", "mcc", "kappa"}  # fmt: skip
+# Callbacks that only feed a logger and refuse to start without one: runs (which have none) leave them out.
+LOGGER_CALLBACKS = ("LearningRateMonitor", "DeviceStatsMonitor")
 
 
 @dataclass(frozen=True)
@@ -40,9 +51,118 @@ class TaskConfig:
     wandb: dict | None = None
 
     def fingerprint(self) -> str:
-        """Hash of the config and metric: cached runs of another config are not mixed into this one's table."""
-        text = json.dumps({"config": self.base, "metric": self.metric}, sort_keys=True, default=str)
+        """Hash of the config, the metric and the lightning-ted and library versions: cached runs of another
+        config or release are not mixed into this one's table (they are trained again)."""
+        payload = {"config": self.base, "metric": self.metric, "versions": library_versions()}
+        text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def metric_direction(metric: str) -> str | None:
+    """``"min"`` for a name that reads as a loss or error, ``"max"`` for a score (accuracy, F1, ...), else None.
+
+    >>> metric_direction("val_loss"), metric_direction("val/acc1"), metric_direction("val_thing")
+    ('min', 'max', None)
+    """
+    name = metric.lower()
+    tokens = re.split(r"[^a-z0-9]+", name)
+    if any(w in name for w in _MIN_WORDS) or any(t in _MIN_TOKENS for t in tokens):
+        return "min"
+    return "max" if any(t in _MAX_WORDS or t.startswith("acc") for t in tokens) else None
+
+
+def resolve_mode(metric: str, mode: str | None, checkpoint: dict | None) -> str:
+    """The metric's direction: ``--mode``, else the config's ``ModelCheckpoint`` when it monitors this metric,
+    else the name. Refuses a checkpoint without a mode on a score (Lightning's default ``min`` would make a
+    lower accuracy a gain), a checkpoint mode the name contradicts, and a name that says neither."""
+    if mode is not None:
+        return mode
+    named = metric_direction(metric)
+    init = (checkpoint or {}).get("init_args") or {}
+    if init.get("monitor") == metric:
+        given = init.get("mode")
+        better = {"min": "lower", "max": "higher"}
+        if given is None and named != "min":
+            raise FrontierRefusal(
+                f"trainer.callbacks has ModelCheckpoint(monitor={metric!r}) without a mode, so Lightning's default "
+                f"mode='min' keeps the checkpoint with the lowest {metric}, and the frontier would count a lower "
+                f"{metric} as better. Set the direction: mode: max in the ModelCheckpoint's init_args (your own "
+                "training keeps the worst checkpoint otherwise), or pass --mode max (--mode min if lower is better)"
+            )
+        given = given or "min"
+        if given not in better:
+            raise FrontierRefusal(f"ModelCheckpoint(monitor={metric!r}, mode={given!r}): mode must be 'max' or 'min'")
+        if named is not None and given != named:
+            raise FrontierRefusal(
+                f"ModelCheckpoint(monitor={metric!r}, mode={given!r}) counts a {better[given]} {metric} as better, "
+                f"but the name reads as {'a loss' if named == 'min' else 'a score'} ({better[named]} is better). "
+                f"Fix the mode in the config, or pass --mode {given} if it is right"
+            )
+        return given
+    if named is None:
+        raise FrontierRefusal(
+            f"the metric {metric!r} does not say whether higher or lower is better: pass --mode max or --mode min "
+            "(or monitor it with a ModelCheckpoint that sets mode)"
+        )
+    return named
+
+
+def add_import_paths(config_path: str | Path) -> list[str]:
+    """Put the current folder and the config's folder first on ``sys.path`` (as ``python -m`` and a script
+    beside its config would), so user modules import without PYTHONPATH; returns the folders."""
+    folders = [os.getcwd(), str(Path(config_path).resolve().parent)]
+    for i, folder in enumerate(dict.fromkeys(folders)):
+        if folder not in sys.path:
+            sys.path.insert(i, folder)
+    return list(dict.fromkeys(folders))
+
+
+def _class_paths(node, where: str = ""):
+    """Every ``(key, class_path)`` of a config, e.g. ``("model.init_args.net", "my.Net")``."""
+    if isinstance(node, dict):
+        if isinstance(node.get("class_path"), str):
+            yield where, node["class_path"]
+        for key, value in node.items():
+            yield from _class_paths(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _class_paths(value, f"{where}[{i}]")
+
+
+def check_imports(base: dict, folders: list[str]) -> None:
+    """Import every dotted ``class_path`` of the config, so a missing or broken user module stops the command
+    here, named with its key and the folders looked in, not inside the first run as a parser error."""
+    for where, class_path in _class_paths(base):
+        module, _, name = class_path.rpartition(".")
+        if not module:
+            continue  # a short name (``ModelCheckpoint``): LightningCLI resolves it
+        key = f"{where}.class_path"
+        try:
+            loaded = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name and (module == e.name or module.startswith(e.name + ".")):
+                looked = f" (looked first in {' and '.join(folders)}: the current and the config's folder)"
+                raise FrontierRefusal(
+                    f"{key} {class_path!r}: no module named {e.name!r} on the import path"
+                    f"{looked if folders else ''}; put {e.name.split('.')[0]}.py (or its package) beside the config "
+                    "or in the folder you run from, or add its folder to PYTHONPATH"
+                ) from e
+            raise FrontierRefusal(f"importing {module!r} ({key}) failed: {type(e).__name__}: {e}") from e
+        except Exception as e:  # the user's module raised while importing
+            raise FrontierRefusal(f"importing {module!r} ({key}) failed: {type(e).__name__}: {e}") from e
+        if not hasattr(loaded, name):
+            raise FrontierRefusal(f"{key} {class_path!r}: module {module!r} has no {name!r}")
+
+
+def with_classes(base: dict, model_class: str | None = None, data_class: str | None = None) -> dict:
+    """The config with ``model:`` / ``data:`` init args put under the class a LightningCLI script would name
+    (``LightningCLI(MyModel, MyData)``): ``--model-class`` / ``--data-class``. Entries with a class_path stay."""
+    base = dict(base)
+    for key, given in (("model", model_class), ("data", data_class)):
+        entry = base.get(key)
+        if given and (entry is None or (isinstance(entry, dict) and "class_path" not in entry)):
+            base[key] = {"class_path": given, "init_args": entry or {}}
+    return base
 
 
 def _import(class_path: str):
@@ -91,14 +211,35 @@ def _ratio(schedule) -> float:
     return float(default.default) if default is not None and default.default is not inspect.Parameter.empty else 0.5
 
 
-def load_config(path: str | Path, metric: str | None = None, mode: str | None = None) -> TaskConfig:
-    """Read ``path`` and refuse what the frontier cannot answer (see :func:`parse_config`)."""
-    return parse_config(yaml.safe_load(Path(path).read_text()) or {}, str(path), metric, mode)
+def load_config(
+    path: str | Path, metric: str | None = None, mode: str | None = None,
+    model_class: str | None = None, data_class: str | None = None,
+) -> TaskConfig:  # fmt: skip
+    """Read ``path`` (its user modules importable from the current and the config's folder) and refuse what
+    the frontier cannot answer (see :func:`parse_config`)."""
+    folders = add_import_paths(path)
+    base = with_classes(yaml.safe_load(Path(path).read_text()) or {}, model_class, data_class)
+    return parse_config(base, str(path), metric, mode, folders)
 
 
-def parse_config(base: dict, path: str, metric: str | None = None, mode: str | None = None) -> TaskConfig:
-    """The frontier's view of a loaded config; refuses no pruning datamodule, no ``max_epochs``, a run
-    length in steps or time, and ``EarlyStopping``."""
+def parse_config(
+    base: dict, path: str, metric: str | None = None, mode: str | None = None, folders: list[str] | None = None
+) -> TaskConfig:
+    """The frontier's view of a loaded config; refuses ``model:`` / ``data:`` without a class, a class_path
+    that does not import, no pruning datamodule, no ``max_epochs``, a run length in steps or time,
+    ``EarlyStopping`` and a metric whose direction is unknown or contradicted."""
+    for key, option in (("model", "--model-class"), ("data", "--data-class")):
+        entry = base.get(key)
+        if not isinstance(entry, dict) or "class_path" not in entry:
+            what = f"has init args ({', '.join(sorted(entry))}) but no class_path" if entry else "is missing"
+            raise FrontierRefusal(
+                f"the config's {key}: {what}. A plain LightningCLI config leaves the class to the script "
+                f"(LightningCLI(MyModel, MyData)): pass it with {option} my_module.MyClass, or write "
+                f"{key}: {{class_path: my_module.MyClass, init_args: {{...}}}}"
+                + (" (--data-class lightning_ted.DynamicPruningDataModule for its datamodule, method and schedule)"
+                   if key == "data" else "")
+            )  # fmt: skip
+    check_imports(base, folders or [])
     data = base.get("data")
     data_cls = _import(data.get("class_path", "")) if isinstance(data, dict) else None
     if not (isinstance(data_cls, type) and issubclass(data_cls, DynamicPruningDataModule)):
@@ -129,18 +270,19 @@ def parse_config(base: dict, path: str, metric: str | None = None, mode: str | N
         )
     init = data.get("init_args") or {}
     checkpoint = next((c for c in _entries(trainer.get("callbacks")) if _named(c, "ModelCheckpoint")), None)
-    monitor = (checkpoint or {}).get("init_args", {}).get("monitor")
-    if metric is None:
-        metric = monitor or DEFAULT_METRIC
-        if mode is None and monitor:
-            mode = checkpoint.get("init_args", {}).get("mode", "min")  # ModelCheckpoint's own default
-    if mode is None:
-        mode = "min" if any(w in metric.lower() for w in _MIN_WORDS) else "max"
+    metric = metric or ((checkpoint or {}).get("init_args") or {}).get("monitor") or DEFAULT_METRIC
+    mode = resolve_mode(metric, mode, checkpoint)
     wandb = next((lg for lg in _entries(trainer.get("logger")) if _named(lg, "WandbLogger")), None)
     return TaskConfig(
         path, base, epochs, method_name(init.get("method", "ted")), _ratio(init.get("schedule")),
         metric, mode, (wandb or {}).get("init_args", {}) if wandb is not None else None,
     )  # fmt: skip
+
+
+def logger_callbacks(task: TaskConfig) -> list[str]:
+    """The config's callbacks that need a logger (:data:`LOGGER_CALLBACKS`): runs leave them out, with a note."""
+    callbacks = _entries((task.base.get("trainer") or {}).get("callbacks"))
+    return [name for name in LOGGER_CALLBACKS if any(_named(c, name) for c in callbacks)]
 
 
 def run_config(task: TaskConfig, run: Run, root: Path) -> dict:
@@ -154,7 +296,8 @@ def run_config(task: TaskConfig, run: Run, root: Path) -> dict:
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(root),
     )  # fmt: skip
     if "callbacks" in trainer:
-        trainer["callbacks"] = [c for c in _entries(trainer["callbacks"]) if not _named(c, "ModelCheckpoint")]
+        dropped = ("ModelCheckpoint", *LOGGER_CALLBACKS)
+        trainer["callbacks"] = [c for c in _entries(trainer["callbacks"]) if not any(_named(c, d) for d in dropped)]
     init = cfg["data"].setdefault("init_args", {})
     init["seed"] = run.seed
     if run.method == "full":

@@ -11,10 +11,11 @@ from lightning_ted.frontier.errors import FrontierRefusal
 class Run:
     """One training run. ``method == "full"``: plain training for ``level`` (b) of E epochs; otherwise the
     pruning method at schedule ratio ``level`` for E epochs. Seed ``s`` gives every run the same
-    initialisation and data order, so runs of one seed are paired.
+    initialisation and data order, so runs of one seed are paired. A budget run is keyed by its epochs, not
+    its b: ``--budgets 0.5`` and a later ``--budgets 0.7`` of E = 2 are the same 1-epoch run, trained once.
 
-    >>> Run("full", 0.5, 0, 4).label, Run("ted", 0.3, 1, 8).key
-    ('full b=0.5', 'ted|0.3|1')
+    >>> Run("full", 0.5, 0, 4).label, Run("ted", 0.3, 1, 8).key, Run("full", 0.5, 0, 4).key
+    ('full b=0.5', 'ted|0.3|1', 'full|4 epochs|0')
     """
 
     method: str
@@ -24,6 +25,8 @@ class Run:
 
     @property
     def key(self) -> str:
+        if self.method == "full":
+            return f"full|{self.epochs} epochs|{self.seed}"
         return f"{self.method}|{self.level}|{self.seed}"
 
     @property

@@ -8,15 +8,21 @@ from pathlib import Path
 from lightning_ted.frontier.gains import decimals
 
 
-def markdown(rows: list[dict], head: dict, verdict: str, overhead: str | None) -> str:
-    """The table of every (method, level) row with the verdict above it and the command's overhead below."""
+def markdown(
+    rows: list[dict], head: dict, verdict: str, overhead: str | None, notes: list[str] = (), partial: str | None = None
+) -> str:
+    """The table of every (method, level) row with the verdict, ``notes`` (:func:`~.gains.advice`) and a
+    ``partial`` line (a stopped command) above it, and timing notes and the command's overhead below."""
     d = decimals(rows)
     better = "higher" if head["mode"] == "max" else "lower"
-    lines = [
-        f"# Frontier: {head['config']}",
-        "",
-        f"**Verdict:** {verdict}.",
-        "",
+    lines = [f"# Frontier: {head['config']}", ""]
+    if partial:
+        lines += [f"**Partial:** {partial}", ""]
+    lines += [f"**Verdict:** {verdict}.", ""]
+    for note in notes:  # "Next: ..." -> **Next:** ...
+        label, _, text = note.partition(": ")
+        lines += [f"**{label}:** {text}.", ""]
+    lines += [
         f"Metric `{head['metric']}` ({better} is better) at the end of each run, mean ± SE over seeds. E = "
         f"{head['max_epochs']} epochs; `full b=...` trains on all data for round(b E) epochs (its LR schedule "
         "spanning the shorter run): the frontier. A method's gain is its metric minus that seed's frontier "
@@ -32,10 +38,19 @@ def markdown(rows: list[dict], head: dict, verdict: str, overhead: str | None) -
         gain = "frontier" if r["method"] == "full" else f"{r['gain']:+.{d}f} ± {r['gain_se']:.{d}f}"
         if r["extrapolated"]:
             gain += " (extrap.)"
+        speedup = f"{r['speedup']:.2f}x"
+        if r.get("speedup_noise"):
+            speedup += f" (above ideal {r['speedup_ideal']:.2f}x)"
         lines.append(
             f"| {name} | {r['epochs']} | {r['seeds']} | {100 * r['saved']:.1f}% | {r['metric']:.{d}f} ± "
-            f"{r['metric_se']:.{d}f} | {gain} | {r['fit_seconds']:.1f} | {r['speedup']:.2f}x |"
+            f"{r['metric_se']:.{d}f} | {gain} | {r['fit_seconds']:.1f} | {speedup} |"
         )
+    if any(r.get("speedup_noise") for r in rows):
+        lines += ["", "A speedup above its ideal, 1 / (1 - saved) (all a saving of that share of sample-passes can "
+                  "buy), is measurement noise: the fit times moved with other load on the machine. Time on an idle "
+                  "machine, with --workers 1, before reading speedups."]  # fmt: skip
+    if head.get("threads"):
+        lines += ["", f"Threads per run: {head['threads']} (torch.set_num_threads; --threads)."]
     if overhead:
         lines += ["", overhead]
     return "\n".join(lines) + "\n"
@@ -68,7 +83,7 @@ def plot(rows: list[dict], metric: str, path: Path) -> None:
     plt.close(fig)
 
 
-def log_wandb(init_args: dict, rows: list[dict], verdict: str, png: Path) -> None:
+def log_wandb(init_args: dict, rows: list[dict], verdict: str, png: Path, notes: list[str] = ()) -> None:
     """One W&B run (``job_type="frontier"``) in the config's project: the table, the plot and the verdict."""
     import wandb
 
@@ -83,4 +98,6 @@ def log_wandb(init_args: dict, rows: list[dict], verdict: str, png: Path) -> Non
         "frontier/plot": wandb.Image(str(png)),
     })  # fmt: skip
     run.summary["frontier/verdict"] = verdict
+    if notes:
+        run.summary["frontier/notes"] = " ".join(notes)
     run.finish()

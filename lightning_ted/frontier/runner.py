@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -18,11 +17,32 @@ from lightning_ted.frontier.plan import Run
 
 
 class MetricTap(L.Callback):
-    """Keeps ``metric`` after each validation (epoch, value), so the last epoch's needs no extra pass."""
+    """Keeps ``metric`` after each validation (epoch, value), so the last epoch's needs no extra pass, and
+    how the model logs it (``{hook: (on_step, on_epoch)}``), so a per-batch value is not read as the epoch's."""
 
     def __init__(self, metric: str) -> None:
         self.metric = metric
         self.last: tuple[int, float] | None = None
+        self.logged: dict[str, tuple[bool, bool]] = {}
+
+    def _see(self, trainer: L.Trainer) -> None:
+        results = getattr(trainer, "_results", None)  # Lightning's logged values of the running loop (private)
+        for value in (results or {}).values():
+            meta = getattr(value, "meta", None)
+            if getattr(meta, "name", None) == self.metric:
+                self.logged[meta.fx] = (bool(meta.on_step), bool(meta.on_epoch))
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        self._see(trainer)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        self._see(trainer)
+
+    def step_only(self) -> list[str]:
+        """The hooks logging the metric on_step only, when none logs it on_epoch (else empty)."""
+        if any(on_epoch for _, on_epoch in self.logged.values()):
+            return []
+        return sorted(fx for fx, (on_step, _) in self.logged.items() if on_step)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.metric)
@@ -38,7 +58,15 @@ def _quiet() -> None:
 
 def final_metric(trainer: L.Trainer, model, dm, tap: MetricTap) -> float:
     """The metric at the end of training: the last epoch's validation, or one validation pass when the
-    Trainer did not validate after its last epoch; refused, with the logged names, when it is not logged."""
+    Trainer did not validate after its last epoch; refused, with the logged names, when it is not logged, and
+    when it is logged per batch only (``on_epoch=False``: the last batch's value is not the epoch's)."""
+    hooks = tap.step_only()
+    if hooks:
+        raise FrontierRefusal(
+            f"the metric {tap.metric!r} is logged only on_step in {' and '.join(hooks)}: a per-batch value, not the "
+            "epoch's, and the frontier reads the metric at the end of each run's last epoch. Log it with "
+            f"self.log({tap.metric!r}, ..., on_epoch=True) (in validation_step, so it is measured on held-out data)"
+        )
     if tap.last is not None and tap.last[0] == trainer.max_epochs - 1:
         return tap.last[1]
     trainer.validate(model, datamodule=dm, verbose=False)
@@ -79,14 +107,18 @@ def _run_cli(config: dict):
     )  # fmt: skip
 
 
-def fit_one(config: dict, run: Run, metric: str, full_epochs: int, measure: Callable | None = None) -> dict:
+def fit_one(
+    config: dict, run: Run, metric: str, full_epochs: int, measure: Callable | None = None, threads: int | None = None
+) -> dict:
     """Train ``run`` (its ``config`` from :func:`~lightning_ted.frontier.config.run_config`) and return its
-    record: metric, saved fraction of sample-passes, fit seconds (``trainer.fit`` alone) and run seconds;
-    ``measure(trainer, model, datamodule) -> dict`` (a module-level function, so workers can pickle it) adds
-    its own measures under ``"extra"`` (the benchmark's test accuracy and flipped-label share)."""
+    record: metric, saved fraction of sample-passes, fit seconds (``trainer.fit`` alone), run seconds and
+    torch's thread count (``threads`` when given, else the process's as it is); ``measure(trainer, model,
+    datamodule) -> dict`` (a module-level function, so workers can pickle it) adds its own measures under
+    ``"extra"`` (the benchmark's test accuracy and flipped-label share)."""
     start = time.perf_counter()
     _quiet()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    if threads is not None:
+        torch.set_num_threads(threads)
     cli = _run_cli(config)
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
     if not isinstance(dm, DynamicPruningDataModule):
@@ -100,7 +132,7 @@ def fit_one(config: dict, run: Run, metric: str, full_epochs: int, measure: Call
     saved = 1.0 - run.epochs / full_epochs if run.method == "full" else dm.saved_fraction(run.epochs - 1)
     record = dict(
         method=run.method, level=run.level, seed=run.seed, epochs=run.epochs, saved=saved, metric=value,
-        fit_seconds=fit_seconds,
+        fit_seconds=fit_seconds, threads=torch.get_num_threads(),
     )  # fmt: skip
     if measure is not None:
         record["extra"] = measure(trainer, model, dm)

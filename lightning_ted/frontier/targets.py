@@ -46,3 +46,18 @@ def ratio_for_target(entry: dict | None, target: float, max_epochs: int) -> floa
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if expected_saving(entry, mid, max_epochs) < target else (lo, mid)
     return round((lo + hi) / 2, 4)
+
+
+def check_ratios(ratios: list[float], source: str) -> None:
+    """Refuse, before any run, a ratio outside (0, 1): a schedule's ratio is the share of samples skipped in a
+    pruning epoch, so 1 trains on nothing and 0 is plain training (the frontier's ``full b=1.0`` already)."""
+    for ratio in ratios:
+        if not 0.0 < ratio < 1.0:
+            why = "skip every sample, so nothing would train"
+            if ratio <= 0:
+                why = "skip nothing: plain training, which the frontier runs already as full b=1.0"
+            raise FrontierRefusal(
+                f"{source} {ratio}: a schedule ratio is the share of samples skipped in each pruning epoch, and "
+                f"{ratio} would {why}. Give ratios in (0, 1), e.g. --ratios 0.3 0.5 0.7, or the share of "
+                "sample-passes to save with --targets 0.3 0.5"
+            )

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -162,3 +165,167 @@ def test_the_console_script_runs_the_frontier_subcommand(tmp_path):
     cmd = [str(exe), "frontier", "--config", str(tiny_config(tmp_path)), "--seeds", "1", "--out", str(tmp_path)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "offline"})
     assert out.returncode == 2 and out.stderr.startswith("error: --seeds 1 gives no standard error")
+
+
+# ------------------------------------------------------------------ issue 29: what users did that went wrong
+
+
+def _module(tmp_path: Path, name: str, text: str) -> None:
+    """A user's module next to their config (each test its own name: modules stay imported)."""
+    (tmp_path / f"{name}.py").write_text(text)
+
+
+def test_checkpoint_monitor_on_accuracy_without_mode_is_refused(tmp_path, capsys):
+    """ModelCheckpoint's default mode is min: inheriting it for val_acc would call a lower accuracy a gain."""
+    callbacks = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"monitor": "val_acc"}}]
+    config = str(tiny_config(tmp_path, **{"trainer.callbacks": callbacks}))
+    err = _refused(capsys, "--config", config, "--out", str(tmp_path / "o"))
+    assert "ModelCheckpoint(monitor='val_acc')" in err and "mode: max" in err and "--mode max" in err
+    assert not (tmp_path / "o" / "runs.jsonl").exists()
+    err = _refused(capsys, "--config", config, "--mode", "max", "--report-only", "--out", str(tmp_path / "o"))
+    assert "no finished runs" in err  # the direction given: past the config check
+
+
+def test_checkpoint_mode_min_on_accuracy_is_refused_unless_confirmed(tmp_path, capsys):
+    callbacks = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                  "init_args": {"monitor": "val_acc", "mode": "min"}}]  # fmt: skip
+    config = str(tiny_config(tmp_path, **{"trainer.callbacks": callbacks}))
+    err = _refused(capsys, "--config", config, "--out", str(tmp_path / "o"))
+    assert "mode='min'" in err and "lower val_acc" in err and "--mode" in err
+
+
+def test_a_metric_logged_only_on_step_is_refused_with_on_epoch(tmp_path, capsys, monkeypatch):
+    """A per-batch validation value is not the epoch's metric: the message says to log it with on_epoch=True."""
+    _module(tmp_path, "step_only_model", (
+        "from lightning_ted.zoo.models import Classifier\n\n\n"
+        "class StepOnly(Classifier):\n"
+        "    def validation_step(self, batch, batch_idx):\n"
+        "        acc = (self(batch[0]).argmax(-1) == batch[1]).float().mean()\n"
+        "        self.log('val_acc', acc, on_step=True, on_epoch=False)\n"
+    ))  # fmt: skip
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tiny_config(tmp_path, **{"model.class_path": "step_only_model.StepOnly"})
+    err = _refused(capsys, "--config", str(config), "--budgets", "0.5", "--out", str(tmp_path / "o"))
+    assert "'val_acc' is logged only on_step in validation_step" in err and "on_epoch=True" in err
+
+
+def test_ratio_one_is_refused_before_any_run(tmp_path, capsys):
+    """A schedule ratio is the share of samples skipped per epoch: 1.0 would train on nothing."""
+    err = _refused(capsys, "--config", str(tiny_config(tmp_path)), "--ratios", "0.5", "1.0", "--out", str(tmp_path))
+    assert "--ratios 1.0" in err and "skip every sample" in err and "--targets" in err
+    assert not (tmp_path / "runs.jsonl").exists()
+
+
+def test_a_later_budget_rounding_to_the_cached_cheapest_epochs_reuses_it_and_reports(tmp_path, capsys):
+    """E = 2: --budgets 0.5 and later 0.7 are both 1 epoch. The second command trains nothing, and a cache
+    holding both (as earlier versions wrote it) still reports: random pruning's 80% saving lies beyond them."""
+    schedule = {"ratio": 0.8, "warmup_epochs": 0, "anneal": 0}
+    method = {"class_path": "lightning_ted.methods.random_subset.RandomSubset"}
+    config = str(tiny_config(tmp_path, **{"data.init_args.schedule.init_args": schedule,
+                                          "data.init_args.method": method}))  # fmt: skip
+    out = tmp_path / "o"
+    assert main(["--config", config, "--budgets", "0.5", "--seeds", "1", "--no-se", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["--config", config, "--budgets", "0.7", "--seeds", "1", "--no-se", "--out", str(out)]) == 0
+    assert "3 of 3 runs cached, 0 to train" in capsys.readouterr().out
+    runs = (out / "runs.jsonl").read_text().splitlines()
+    cheapest = next(json.loads(line) for line in runs if json.loads(line)["epochs"] == 1)
+    with (out / "runs.jsonl").open("a") as fh:  # the duplicate an earlier version trained and cached
+        fh.write(json.dumps({**cheapest, "level": 0.7, "metric": cheapest["metric"] + 0.01}) + "\n")
+    assert main(["--config", config, "--budgets", "0.7", "--seeds", "1", "--no-se", "--out", str(out),
+                 "--report-only"]) == 0  # fmt: skip
+    text = (out / "frontier.md").read_text()
+    assert text.count("| full b=") == 2 and "| random r=0.8 | 2 | 1 | 80.0% |" in text
+
+
+def test_sigterm_during_the_runs_exits_143_with_a_partial_report(tmp_path, capsys):
+    """A scheduler's SIGTERM after the first run: exit status 143, and frontier.md of what finished, marked."""
+    out = tmp_path / "o"
+
+    def terminate_after_first_run() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if (out / "runs.jsonl").exists() and (out / "runs.jsonl").read_text().strip():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=terminate_after_first_run, daemon=True).start()
+    status = main(["--config", str(tiny_config(tmp_path)), "--seeds", "2", "--out", str(out)])
+    assert status == 143
+    runs = (out / "runs.jsonl").read_text().splitlines()
+    assert 1 <= len(runs) < 6
+    text = (out / "frontier.md").read_text()
+    assert f"**Partial:** stopped by SIGTERM after {len(runs)} of 6 runs" in text and "rerun the same command" in text
+    assert "stopped by SIGTERM" in capsys.readouterr().err
+
+
+def test_a_plain_lightningcli_config_without_class_path_runs_with_model_class(tmp_path, capsys):
+    """``model:`` holding init args, as for ``LightningCLI(Classifier, ...)``: the class is named once."""
+    init = {"net": {"class_path": "lightning_ted.zoo.models.SmallCNN"}, "num_classes": 10, "lr": 0.05}
+    config = str(tiny_config(tmp_path, model=init))
+    err = _refused(capsys, "--config", config, "--seeds", "1", "--no-se", "--out", str(tmp_path / "o"))
+    assert "model: has init args (lr, net, num_classes) but no class_path" in err and "--model-class" in err
+    assert "spelling" not in err and not (tmp_path / "o" / "runs.jsonl").exists()
+    args = ["--config", config, "--model-class", "lightning_ted.zoo.models.Classifier", "--seeds", "1", "--no-se"]
+    assert main([*args, "--budgets", "1.0", "--out", str(tmp_path / "o")]) == 0
+    assert len((tmp_path / "o" / "runs.jsonl").read_text().splitlines()) == 2  # full and TED at E
+
+
+def test_a_model_module_next_to_the_config_imports_without_pythonpath(tmp_path, monkeypatch):
+    """``my_model.py`` beside ``my.yaml``, the command run from elsewhere, no PYTHONPATH."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path.parent)
+    _module(tmp_path, "beside_config_model", "from lightning_ted.zoo.models import Classifier as Mine  # noqa\n")
+    config = tiny_config(tmp_path, **{"model.class_path": "beside_config_model.Mine"})
+    args = ["--config", str(config), "--seeds", "1", "--no-se", "--budgets", "1.0"]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 0
+    assert len((tmp_path / "o" / "runs.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_model_module_that_is_not_found_is_named_with_where_it_was_looked_for(tmp_path, capsys):
+    config = tiny_config(tmp_path, **{"model.class_path": "no_such_user_module.Net"})
+    err = _refused(capsys, "--config", str(config), "--out", str(tmp_path / "o"))
+    assert "model.class_path 'no_such_user_module.Net'" in err and "no module named 'no_such_user_module'" in err
+    assert str(tmp_path) in err and "PYTHONPATH" in err
+
+
+def test_a_model_module_whose_own_import_fails_is_named_with_its_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    _module(tmp_path, "needs_missing_dep", "import a_dependency_not_installed  # noqa\n")
+    config = tiny_config(tmp_path, **{"model.class_path": "needs_missing_dep.Net"})
+    err = _refused(capsys, "--config", str(config), "--out", str(tmp_path / "o"))
+    assert "importing 'needs_missing_dep' (model.class_path) failed" in err
+    assert "No module named 'a_dependency_not_installed'" in err
+
+
+def test_a_learning_rate_monitor_in_the_callbacks_is_left_out_of_the_runs_with_a_note(tmp_path, capsys):
+    """Each run trains without a logger; LearningRateMonitor would refuse to start, and it only logs."""
+    trainer = {
+        "trainer.callbacks": [{"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"}],
+        "trainer.logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                           "init_args": {"save_dir": str(tmp_path)}},
+    }  # fmt: skip
+    config = tiny_config(tmp_path, **trainer)
+    args = ["--config", str(config), "--seeds", "1", "--no-se", "--budgets", "1.0"]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 0
+    assert "LearningRateMonitor is left out of each run" in capsys.readouterr().out
+    assert len((tmp_path / "o" / "runs.jsonl").read_text().splitlines()) == 2
+
+
+def test_threads_option_sets_each_runs_torch_threads_and_records_them(tmp_path, capsys):
+    args = ["--config", str(tiny_config(tmp_path)), "--seeds", "1", "--no-se", "--budgets", "1.0", "--threads", "2"]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 0
+    records = [json.loads(line) for line in (tmp_path / "o" / "runs.jsonl").read_text().splitlines()]
+    assert [r["threads"] for r in records] == [2, 2]
+    assert "Threads per run: 2" in (tmp_path / "o" / "frontier.md").read_text()
+
+
+def test_cached_runs_made_under_another_library_release_are_not_reused(monkeypatch):
+    from lightning_ted.frontier import config
+
+    task = config.TaskConfig("c.yaml", {"model": {"class_path": "m.M"}}, 4, "ted", 0.5, "val_acc", "max")
+    today = task.fingerprint()
+    assert task.fingerprint() == today  # deterministic: the cache of this config and release is reused
+    monkeypatch.setattr(config, "library_versions", lambda: {"lightning-ted": "0.2.0", "torch": "9.9"})
+    assert task.fingerprint() != today  # after an upgrade the runs are trained again, not quoted as today's

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from lightning_ted.frontier import FrontierRefusal, frontier_at, summarise, verdict
+from lightning_ted.frontier.command import default_threads
+from lightning_ted.frontier.gains import advice
 from lightning_ted.frontier.horizon import check_follows, lr_trace
 from lightning_ted.frontier.plan import budget_epochs, plan_runs
+from lightning_ted.frontier.report import markdown
 from lightning_ted.frontier.targets import expected_saving, ratio_for_target
 
 
@@ -106,3 +111,51 @@ def test_a_saving_target_becomes_the_ratio_the_schedule_needs_and_an_unreachable
                                                                0.3, 10)  # fmt: skip
     with pytest.raises(FrontierRefusal, match=r"--targets 0.9: the config's schedule saves at most"):
         ratio_for_target(constant, 0.9, 16)
+
+
+# ------------------------------------------------------------------ issue 29: the report's reading of the runs
+
+
+def test_a_frontier_with_two_runs_at_the_cheapest_saving_averages_them_instead_of_dividing_by_zero():
+    assert frontier_at([(0.0, 0.9), (0.5, 0.8), (0.5, 0.7)], 0.75) == pytest.approx(0.675)  # via (0.5, 0.75)
+
+
+def test_a_speedup_above_what_the_saving_allows_is_flagged_as_noise():
+    """Half the epochs fitting in under a third of the time (a loaded machine): 3.33x against an ideal 2x."""
+    runs = two_seeds([0.86, 0.68])  # full b=1.0 10 s, b=0.5 5 s (2x: at the ideal), TED 4 s at 25% saved
+    runs = [{**r, "fit_seconds": 3.0} if r["method"] == "full" and r["level"] == 0.5 else r for r in runs]
+    rows = summarise(runs)
+    half = next(r for r in rows if r["level"] == 0.5 and r["method"] == "full")
+    ted = next(r for r in rows if r["method"] == "ted")
+    assert half["speedup_noise"] and ted["speedup_noise"]  # TED: 2.5x with 25% saved (ideal 1.33x)
+    assert not rows[0]["speedup_noise"]
+    head = dict(config="my.yaml", metric="val_acc", mode="max", max_epochs=4, command="lightning-ted frontier")
+    text = markdown(rows, head, verdict(rows, "val_acc"), None)
+    assert "| 3.33x (above ideal 2.00x) |" in text and "| 2.50x (above ideal 1.33x) |" in text
+    assert "measurement noise" in text
+
+
+def test_an_inconclusive_verdict_says_how_many_seeds_and_which_ratios_next():
+    """Gains +0.005 and +0.03: 0.0175 ± 0.0125 (SD 0.0177). More than 2 SE needs n > (2 SD / gain)^2 = 4.1."""
+    rows = summarise(two_seeds([0.855, 0.68]))
+    assert verdict(rows, "val_acc").startswith("not above training for fewer epochs by more than 2 SE")
+    lines = advice(rows, "val_acc")
+    nxt = next(line for line in lines if line.startswith("Next:"))
+    assert "--seeds 5 --methods ted --ratios 0.5" in nxt and "cached" in nxt
+
+
+def test_full_data_still_rising_between_the_longest_budget_and_e_is_warned_as_not_converged():
+    """Seed means: 0.80 at E, 0.70 at half of E, 10 points apart: the frontier is read where training still
+    gains, so the answer holds for this E only."""
+    lines = advice(summarise(two_seeds([0.86, 0.675])), "val_acc")
+    warning = next(line for line in lines if line.startswith("Not converged:"))
+    assert "+10.00 points" in warning and "b=0.5" in warning and "trainer.max_epochs" in warning
+    flat = [{**r, "metric": 0.80} if r["method"] == "full" else r for r in two_seeds([0.86, 0.675])]
+    assert not any(line.startswith("Not converged:") for line in advice(summarise(flat), "val_acc"))
+
+
+def test_default_threads_follow_omp_num_threads_else_the_cpus_shared_by_the_workers(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads(2) == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_threads(1) == len(os.sched_getaffinity(0)) and default_threads(10**6) == 1
