@@ -25,45 +25,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from lightning_ted.fit_start import starts_fresh
 from lightning_ted.loader import batches_per_rank, limited_batches, trained_samples
-from lightning_ted.observe.epoch_metrics import MAX_CLASSES
-
-
-@dataclass
-class EpochRecord:
-    """One epoch as the summary counts it. ``batches_before``: batches trained before the counted span began
-    (a resume whose checkpoint had no summary counts); ``complete``: it ran all its batches."""
-
-    epoch: int
-    planned: int  # samples the epoch's loader trains in full (its kept set, after limit_train_batches)
-    kept: int  # samples pruning kept
-    first_step: int  # global_step when the counted span of the epoch began
-    batches_before: int = 0
-    batches: int = 0  # batches trained in the epoch, this rank, batches_before included
-    planned_batches: int = 0
-    steps: int = 0  # optimizer steps of the counted span (global_step units)
-    seconds: float = 0.0  # training seconds of the counted span (validation excluded)
-    complete: bool = False
-    counted: bool = False  # its kept set is in the per-sample counts (a pruning epoch counted from its start)
-
-    def samples(self, batch_size: int, world: int) -> int:
-        """Samples the counted span trained: all planned ones for a complete epoch; else its full batches."""
-        done = self.planned if self.complete else min(self.planned, self.batches * batch_size * world)
-        return done - min(self.planned, self.batches_before * batch_size * world)
-
-    def share(self, batch_size: int, world: int) -> float:
-        """Share of the epoch the counted span covers (1 for a whole epoch)."""
-        if self.complete and not self.batches_before:
-            return 1.0
-        return self.samples(batch_size, world) / max(1, self.planned)
+from lightning_ted.observe.summary_counts import EpochRecord, drop_shares
+from lightning_ted.observe.summary_text import format_summary, print_summary, sync_device
 
 
 class FitSummary:
@@ -119,7 +90,7 @@ class FitSummary:
         if not mid_epoch:
             self._open = None
             return
-        _sync(trainer)
+        sync_device(trainer)
         if self._open is None:  # no counts for the epoch's first part: count from here
             batches = dm.cursor.batches if dm.cursor is not None else 0
             self._open = self._record(trainer, dm, batches_before=batches)
@@ -127,7 +98,7 @@ class FitSummary:
         self._epoch_start = time.perf_counter() - self._open.seconds
 
     def epoch_start(self, trainer: Any, dm: Any) -> None:
-        _sync(trainer)
+        sync_device(trainer)
         self._epoch_start = time.perf_counter()
         self._open = self._record(trainer, dm) if dm.trained_selection is not None else None
         sel, n = dm.current_selection, dm.state.num_samples
@@ -137,19 +108,19 @@ class FitSummary:
 
     def eval_start(self, trainer: Any) -> None:
         if self._epoch_start is not None and not trainer.sanity_checking:
-            _sync(trainer)
+            sync_device(trainer)
             self._eval_start = time.perf_counter()
 
     def eval_end(self, trainer: Any) -> None:
         if self._eval_start is not None and self._epoch_start is not None:
-            _sync(trainer)
+            sync_device(trainer)
             self._epoch_start += time.perf_counter() - self._eval_start  # validation is not training time
             self._eval_start = None
 
     def epoch_end(self, trainer: Any, dm: Any) -> None:
         if self._open is None or self._epoch_start is None:
             return
-        _sync(trainer)
+        sync_device(trainer)
         self._update(self._open, trainer, dm)
         self._close(self._open, dm)
         self._open, self._epoch_start = None, None
@@ -237,7 +208,7 @@ class FitSummary:
             logger.log_metrics(values, step=trainer.global_step)
         notes = self._notes(trainer, dm, records)
         this_fit = self._resumed_at is not None or not self._whole_run  # wall time is this fit's, not the run's
-        _print(trainer, format_summary(values, dm.method.name, [r.epoch for r in records], n, notes, this_fit))
+        print_summary(trainer, format_summary(values, dm.method.name, [r.epoch for r in records], n, notes, this_fit))
         return values
 
     def _notes(self, trainer: Any, dm: Any, records: list[EpochRecord]) -> list[str]:
@@ -322,101 +293,5 @@ class FitSummary:
             "summary/full_data_seconds": estimate,
             "summary/speedup": estimate / seconds if seconds > 0 else math.nan,
         }
-
     def _drop_shares(self, labels: Tensor | None) -> dict[str, float]:
-        counts = self._times_trained
-        if counts is None:
-            return {"summary/pruned_epochs": 0.0}
-        never = counts == self._pruned_epochs
-        always = counts == 0
-        out = {
-            "summary/pruned_epochs": float(self._pruned_epochs),
-            "summary/never_dropped": float(never.float().mean()),
-            "summary/always_dropped": float(always.float().mean()),
-        }
-        if labels is None or labels.numel() != counts.numel():
-            return out
-        labels = labels.cpu().long()
-        labelled = labels >= 0  # a negative label (ignore_index=-1) names no class
-        if not bool(labelled.all()):
-            out["summary/unlabelled_samples"] = float(labels.numel() - int(labelled.sum()))
-        classes = int(labels[labelled].max()) + 1 if bool(labelled.any()) else 0
-        if classes == 0 or classes > MAX_CLASSES:
-            return out
-        size = torch.bincount(labels[labelled], minlength=classes)
-        for name, mask in (("never_dropped", never), ("always_dropped", always)):
-            share = torch.bincount(labels[mask & labelled], minlength=classes).double() / size.clamp(min=1).double()
-            for c in torch.nonzero(size > 0).flatten().tolist():
-                out[f"summary/{name}/class_{c}"] = float(share[c])
-        return out
-
-
-def format_summary(
-    values: dict[str, float],
-    method: str,
-    epochs: list[int],
-    n: int,
-    notes: list[str] | None = None,
-    this_fit: bool = False,
-) -> str:
-    """The printed summary: one line per quantity, per-class shares on their own lines, then what the span is
-    (``this_fit``: the wall time covers only this fit of a resumed run, the training time the whole span)."""
-    v = values
-    span = f"epoch {epochs[0]}" if len(epochs) == 1 else f"epochs {epochs[0]}-{epochs[-1]}"
-    full = v["summary/sample_passes"] + v["summary/saved_sample_passes"]
-    ideal = 1.0 / (1.0 - v["summary/saved_fraction"]) if v["summary/saved_fraction"] < 1 else math.inf
-    lines = [
-        f"lightning-ted fit summary ({method}, {span}, {n} samples)",
-        f"  sample-passes saved  {v['summary/saved_sample_passes']:.0f} of {full:.0f} "
-        f"({100 * v['summary/saved_fraction']:.1f}%)",
-        f"  optimizer steps      {v['summary/optimizer_steps']:.0f} (full data: "
-        f"{v['summary/full_data_optimizer_steps']:.0f})",
-    ]
-    if v["summary/training_batches"] != v["summary/optimizer_steps"]:
-        lines.append(
-            f"  training batches     {v['summary/training_batches']:.0f} (full data: "
-            f"{v['summary/full_data_training_batches']:.0f})"
-        )
-    wall = f"{v['summary/wall_seconds']:.1f} s (training {v['summary/train_seconds']:.1f} s)"
-    if this_fit:
-        wall = f"{v['summary/wall_seconds']:.1f} s this fit (training {v['summary/train_seconds']:.1f} s over {span})"
-    lines += [
-        f"  wall time            {wall}",
-        f"  speedup              {v['summary/speedup']:.2f}x (ideal {ideal:.2f}x): full data would take "
-        f"{v['summary/full_data_seconds']:.1f} s at {1e3 * v['summary/full_data_seconds_per_sample']:.3g} ms/sample",
-    ]
-    if v.get("summary/pruned_epochs", 0) > 0:
-        for name, label in (("never_dropped", "never dropped"), ("always_dropped", "always dropped")):
-            lines.append(
-                f"  {label:<20} {100 * v[f'summary/{name}']:.1f}% of samples "
-                f"(over {v['summary/pruned_epochs']:.0f} pruning epochs)"
-            )
-            per_class = [(k.rsplit("_", 1)[-1], x) for k, x in v.items() if k.startswith(f"summary/{name}/class_")]
-            for start in range(0, len(per_class), 8):
-                chunk = ", ".join(f"{c}: {100 * x:.0f}%" for c, x in per_class[start : start + 8])
-                lines.append(f"    class {chunk}")
-        if v.get("summary/unlabelled_samples"):
-            lines.append(
-                f"    {v['summary/unlabelled_samples']:.0f} samples with a negative label (e.g. ignore_index) are in "
-                "no class"
-            )
-    else:
-        lines.append("  no epoch dropped samples (never/always dropped shares need a pruning epoch)")
-    lines += [f"  note: {note}" for note in notes or []]
-    return "\n".join(lines)
-
-
-def _sync(trainer: Any) -> None:
-    """Wait for queued GPU work so epoch times are wall times (once per epoch boundary, never per step)."""
-    root = getattr(getattr(trainer, "strategy", None), "root_device", None)
-    if root is not None and root.type == "cuda":
-        torch.cuda.synchronize(root)
-
-
-@rank_zero_only
-def _print(trainer: Any, text: str) -> None:
-    bar = getattr(trainer, "progress_bar_callback", None)
-    if bar is not None and hasattr(bar, "print"):
-        bar.print(text)  # writes above a live progress bar instead of through it
-    else:
-        print(text)
+        return drop_shares(self._times_trained, self._pruned_epochs, labels)

@@ -15,7 +15,6 @@ import importlib
 import inspect
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +23,12 @@ import yaml
 
 from lightning_ted.datamodule import DynamicPruningDataModule
 from lightning_ted.frontier.errors import FrontierRefusal
+from lightning_ted.frontier.metric import resolve_mode
 from lightning_ted.frontier.plan import Run
 from lightning_ted.frontier.versions import library_versions
 from lightning_ted.methods import METHODS
 
 DEFAULT_METRIC = "val_acc"
-_MIN_WORDS = ("loss", "error", "perplexity")  # anywhere in the name; the short ones below as whole tokens
-_MIN_TOKENS = {"err", "ppl", "mse", "rmse", "mae", "nll", "wer", "cer"}
-_MAX_WORDS = {"acc", "accuracy", "f1", "auc", "auroc", "auprc", "precision", "recall", "iou", "miou", "map", "bleu",
-              "rouge", "r2", "dice", "top1", "top5", "ap", "mcc", "kappa"}  # fmt: skip
 # Callbacks that only feed a logger and refuse to start without one: runs (which have none) leave them out.
 LOGGER_CALLBACKS = ("LearningRateMonitor", "DeviceStatsMonitor")
 
@@ -56,55 +52,6 @@ class TaskConfig:
         payload = {"config": self.base, "metric": self.metric, "versions": library_versions()}
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-
-def metric_direction(metric: str) -> str | None:
-    """``"min"`` for a name that reads as a loss or error, ``"max"`` for a score (accuracy, F1, ...), else None.
-
-    >>> metric_direction("val_loss"), metric_direction("val/acc1"), metric_direction("val_thing")
-    ('min', 'max', None)
-    """
-    name = metric.lower()
-    tokens = re.split(r"[^a-z0-9]+", name)
-    if any(w in name for w in _MIN_WORDS) or any(t in _MIN_TOKENS for t in tokens):
-        return "min"
-    return "max" if any(t in _MAX_WORDS or t.startswith("acc") for t in tokens) else None
-
-
-def resolve_mode(metric: str, mode: str | None, checkpoint: dict | None) -> str:
-    """The metric's direction: ``--mode``, else the config's ``ModelCheckpoint`` when it monitors this metric,
-    else the name. Refuses a checkpoint without a mode on a score (Lightning's default ``min`` would make a
-    lower accuracy a gain), a checkpoint mode the name contradicts, and a name that says neither."""
-    if mode is not None:
-        return mode
-    named = metric_direction(metric)
-    init = (checkpoint or {}).get("init_args") or {}
-    if init.get("monitor") == metric:
-        given = init.get("mode")
-        better = {"min": "lower", "max": "higher"}
-        if given is None and named != "min":
-            raise FrontierRefusal(
-                f"trainer.callbacks has ModelCheckpoint(monitor={metric!r}) without a mode, so Lightning's default "
-                f"mode='min' keeps the checkpoint with the lowest {metric}, and the frontier would count a lower "
-                f"{metric} as better. Set the direction: mode: max in the ModelCheckpoint's init_args (your own "
-                "training keeps the worst checkpoint otherwise), or pass --mode max (--mode min if lower is better)"
-            )
-        given = given or "min"
-        if given not in better:
-            raise FrontierRefusal(f"ModelCheckpoint(monitor={metric!r}, mode={given!r}): mode must be 'max' or 'min'")
-        if named is not None and given != named:
-            raise FrontierRefusal(
-                f"ModelCheckpoint(monitor={metric!r}, mode={given!r}) counts a {better[given]} {metric} as better, "
-                f"but the name reads as {'a loss' if named == 'min' else 'a score'} ({better[named]} is better). "
-                f"Fix the mode in the config, or pass --mode {given} if it is right"
-            )
-        return given
-    if named is None:
-        raise FrontierRefusal(
-            f"the metric {metric!r} does not say whether higher or lower is better: pass --mode max or --mode min "
-            "(or monitor it with a ModelCheckpoint that sets mode)"
-        )
-    return named
 
 
 def add_import_paths(config_path: str | Path) -> list[str]:
