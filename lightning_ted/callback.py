@@ -113,7 +113,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         start_next_epoch_fresh(trainer)  # resume.py: a checkpoint at an epoch's last batch, a longer next epoch
         dm = self.datamodule
-        exact = dm.method.exact_kept_count or dm.overfitting
+        exact = (dm.method.exact_kept_count and dm.schedule.steps_known) or dm.overfitting
         check_step_schedules(trainer, total_optimizer_steps(trainer) if exact else None, dm.method.name)
         if self.summary is not None:
             self.summary.train_start(trainer, dm)  # after every restore: a checkpoint's summary counts
@@ -227,6 +227,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
             self.quantiles,
             dm.train_labels() if self.log_per_class else None,
         )
+        metrics.update(dm.generalization.reading(epoch).log_values())  # ig/*: observe/generalization.py
         for name, value in metrics.items():
             pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
         log_score_histogram(trainer, state.score, epoch)

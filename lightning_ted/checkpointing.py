@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lightning.pytorch.utilities import rank_zero_warn
+
 from lightning_ted.resume import interrupted_epoch, restore_interrupted
 
 
@@ -32,6 +34,7 @@ class PruningCheckpoint:
             "seed": self.seed,
             "kept_history": self.kept_history.clone(),
             "begun_epoch": self.begun_epoch,
+            "generalization": self.generalization.state_dict(),
         }
         sel, cursor = self.current_selection, self.cursor
         if sel is not None and cursor is not None:
@@ -63,6 +66,13 @@ class PruningCheckpoint:
         self.kept_history[: history.numel()] = history[: self.kept_history.numel()]
         self._version += 1
         self.begun_epoch = int(state_dict.get("begun_epoch", -1))
+        if "generalization" in state_dict:
+            self.generalization.load_state_dict(state_dict["generalization"])
+        else:
+            rank_zero_warn(
+                "the checkpoint carries no internal-generalization readings (written by an earlier lightning-ted): the "
+                "ig/* metrics count from this resume on, once each sample has been trained again."
+            )
         run = state_dict.get("epoch_in_progress")
         self._interrupted = None if run is None else restore_interrupted(run, self.state.num_samples)
         self._unfolded_epoch = state_dict.get("finished_epoch")

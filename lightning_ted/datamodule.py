@@ -27,6 +27,7 @@ from lightning_ted.forwarded_hooks import ForwardedHooks
 from lightning_ted.loader import epoch_loader
 from lightning_ted.methods import PruningMethod, build_method
 from lightning_ted.nesting import restore_own_hparams
+from lightning_ted.observe.generalization import GeneralizationMeter
 from lightning_ted.observe.labels import dataset_labels
 from lightning_ted.resume import EpochCursor
 from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
@@ -118,6 +119,7 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
     def _reset(self) -> None:
         """Forget everything a previous run learnt (a fresh fit)."""
         self.state: ScoreState | None = None
+        self.generalization: GeneralizationMeter | None = None  # the ig/* readings (observe/generalization.py)
         self.batch_context: BatchContext | None = None
         self.current_selection: Selection | None = None
         self.trained_selection: Selection | None = None  # what the epoch loads (limit_train_batches)
@@ -153,9 +155,14 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         if self.state is None:
             n = self.stream_source.num_samples if self.stream_source is not None else len(self.train_dataset)
             self.state = ScoreState(n, aux=self.method.uses_aux)
+            self.generalization = GeneralizationMeter(n)
         if trainer is not None:
             self.schedule.follow(trainer.max_epochs)
             self.method.bind(self.schedule.max_epochs)
+            quantum = (self.batch_size or 1) * trainer.world_size * trainer.accumulate_grad_batches  # samples per step
+            n = self.state.num_samples
+            max_drop, exact = n - self.method.min_kept(n), self.method.exact_kept_count
+            self.schedule.attach(self.generalization, n, quantum, max_drop, exact)  # adaptive_schedules.py reads it
             fit_start.ensure_reload_every_epoch(trainer)
             fit_start.ensure_callback(trainer, TEDPruningCallback)
             self.overfitting = fit_start.note_overfitting(trainer)
@@ -248,7 +255,9 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
     def sync_and_update(self, epoch: int) -> None:
         """Gather this epoch's observations from all ranks (one collective) and fold them into the scores."""
         restored, local = self.state.take_split()
-        self.method.update(self.state, restored.join(self._gather(local)), epoch)
+        obs = restored.join(self._gather(local))
+        self.generalization.observe(obs.index, obs.loss, self.state.last_epoch, epoch)  # before the visit is recorded
+        self.method.update(self.state, obs, epoch)
         self._version += 1
 
     def _gather(self, obs: Observations) -> Observations:

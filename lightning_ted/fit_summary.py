@@ -203,6 +203,7 @@ class FitSummary:
         n = dm.state.num_samples
         values = self._passes_and_steps(trainer, dm, records, n)
         values.update(self._drop_shares(labels))
+        values.update(dm.generalization.summary_values() if dm.generalization is not None else {})
         self.values = values
         for logger in trainer.loggers:
             logger.log_metrics(values, step=trainer.global_step)
@@ -293,5 +294,6 @@ class FitSummary:
             "summary/full_data_seconds": estimate,
             "summary/speedup": estimate / seconds if seconds > 0 else math.nan,
         }
+
     def _drop_shares(self, labels: Tensor | None) -> dict[str, float]:
         return drop_shares(self._times_trained, self._pruned_epochs, labels)

@@ -87,6 +87,18 @@ def total_optimizer_steps(dm: Any) -> int:
             "not known before training; use an epoch-based learning-rate schedule (lr_scheduler interval='epoch') "
             "instead, which follows the epochs whatever their length."
         )
+    if not dm.schedule.steps_known and not dm.overfitting:
+        raise RuntimeError(
+            f"the schedule {type(dm.schedule).__name__} sets each epoch's ratio from the readings of the epochs before "
+            "it, so the step count is not known before training; use an epoch-based learning-rate schedule "
+            "(lr_scheduler interval='epoch'), or GeneralizationBudgetSchedule, whose step count is fixed in advance."
+        )
+    if getattr(dm.schedule, "meter", None) is not None and dm.trainer.limit_train_batches not in (1, 1.0):
+        raise RuntimeError(
+            f"{type(dm.schedule).__name__} moves drops between epochs in whole steps, which keeps the step total only "
+            f"while every epoch runs all its batches; Trainer(limit_train_batches={dm.trainer.limit_train_batches}) "
+            "cuts them. Use limit_train_batches=1.0 or an epoch-based learning-rate schedule."
+        )
     accumulate = dm.trainer.accumulate_grad_batches
     plans = epoch_plans(dm)
     fewest = sum(math.ceil(plan.batches / accumulate) for plan in plans)

@@ -81,13 +81,14 @@ def wandb_loggers(trainer: L.Trainer) -> list:
 
 
 def define_epoch_charts(trainer: L.Trainer) -> None:
-    """Plot every ``prune/*`` metric against ``epoch`` in W&B (one point per epoch, not per step)."""
+    """Plot every ``prune/*`` and ``ig/*`` metric against ``epoch`` in W&B (one point per epoch, not per step)."""
     if trainer.global_rank != 0:
         return
     for logger in wandb_loggers(trainer):
         run = logger.experiment
         run.define_metric("epoch")
         run.define_metric("prune/*", step_metric="epoch")
+        run.define_metric("ig/*", step_metric="epoch")
 
 
 def log_score_histogram(trainer: L.Trainer, score: Tensor, epoch: int) -> None:

@@ -1,6 +1,7 @@
 """Plots for people who would rather look than read (matplotlib, no display needed).
 
-- :func:`plot_prune_ratio`: target and actual prune ratio per epoch, with the cumulative saved fraction.
+- :func:`plot_prune_ratio`: target and actual prune ratio per epoch, with the cumulative saved fraction and,
+  when logged, ``ig/ratio`` (how fast the pruned samples improve against the kept ones) on a second axis.
 - :func:`plot_score_distribution`: the score quantiles (and W&B histograms when present) per epoch.
 - :func:`plot_accuracy_vs_saved`: accuracy against saved sample-passes for every method of a results CSV.
 
@@ -63,7 +64,16 @@ def plot_prune_ratio(source: History, out: str | Path | None = None, title: str 
         ax.plot(epochs, [float(r.get(key, math.nan)) for r in rows], style, marker="o", label=label)
     ax.set(xlabel="epoch", ylabel="fraction of the training set", title=title, ylim=(0, 1))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers: no 0.5 ticks
-    ax.legend()
+    handles = ax.get_legend_handles_labels()
+    if any("ig/ratio" in r for r in rows):  # internal generalization beside the ratio (observe/generalization.py)
+        pace = ax.twinx()
+        pace.plot(epochs, [float(r.get("ig/ratio", math.nan)) for r in rows], "-.", marker="s", color="tab:red",
+                  label="pruned / kept loss pace (ig/ratio)")  # fmt: skip
+        pace.set_ylabel("ig/ratio: 1 = pruned samples improve as fast as kept")
+        pace.axhline(0.0, color="tab:red", lw=0.5, alpha=0.5)
+        extra = pace.get_legend_handles_labels()
+        handles = (handles[0] + extra[0], handles[1] + extra[1])
+    ax.legend(*handles, fontsize="small")
     ax.grid(alpha=0.3)
     return _save(fig, out)
 

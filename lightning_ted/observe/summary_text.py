@@ -61,6 +61,17 @@ def format_summary(
             )
     else:
         lines.append("  no epoch dropped samples (never/always dropped shares need a pruning epoch)")
+    if "summary/ig_pruned_loss_change" in v:  # observe/generalization.py
+        kept = v.get("summary/ig_kept_loss_change", math.nan)
+        if "summary/ig_ratio" in v:
+            pace = f"pruned samples improved {100 * v['summary/ig_ratio']:.0f}% as fast as kept ones"
+        else:
+            rose = "no pace: the kept samples' loss did not fall"
+            pace = rose if kept >= 0 else "no sample was kept two epochs running"
+        lines.append(
+            f"  internal generalization  {pace} (loss change per epoch {v['summary/ig_pruned_loss_change']:+.3g} "
+            f"pruned, {kept:+.3g} kept; over {v['summary/ig_epochs']:.0f} epochs)"
+        )
     lines += [f"  note: {note}" for note in notes or []]
     return "\n".join(lines)
 

@@ -71,6 +71,8 @@ def main(out: str, devices: int, batch_size: int, ckpt: str | None = None) -> No
             "seen": {e: torch.cat(v) for e, v in recorder.seen.items()},
             "score": dm.state.score,
             "seen_count": dm.state.seen,
+            "ig_sums": dm.generalization.sums,
+            "ig_last_loss": dm.generalization.last_loss,
             "kept_history": dm.kept_history,
             "acc": acc,
             "world_size": trainer.world_size,

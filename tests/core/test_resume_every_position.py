@@ -140,6 +140,9 @@ def assert_resumed_like(full, resumed, ckpt: Path, where: str) -> None:
     assert torch.equal(dm.state.seen, full_dm.state.seen), where
     assert torch.equal(dm.state.last_epoch, full_dm.state.last_epoch), where
     torch.testing.assert_close(dm.state.score, full_dm.state.score, rtol=0, atol=0, equal_nan=True, msg=where)
+    ig, full_ig = dm.generalization, full_dm.generalization  # the ig/* readings survive resume too
+    torch.testing.assert_close(ig.last_loss, full_ig.last_loss, rtol=0, atol=0, equal_nan=True, msg=where)
+    torch.testing.assert_close(ig.sums, full_ig.sums, rtol=0, atol=1e-12, msg=where)
     for a, b in zip(full_model.parameters(), model.parameters(), strict=True):
         assert torch.equal(a, b), where
 

@@ -1,0 +1,200 @@
+"""Internal generalization, measured for free: how fast the pruned samples' loss falls against the kept ones'.
+
+TED's premise is that fitting the kept samples also fits the pruned ones. Every training step already
+observes each trained sample's loss (before its own update), so two observations of one sample bracket
+the training between them, with no extra forward pass:
+
+- **kept** (``kept_loss_change``): samples trained in epoch ``e - 1`` and again in ``e``. Their mean loss
+  change is a per-epoch rate of a sample that stays in. Bias: the interval holds the sample's own step.
+- **pruned** (``pruned_loss_change``): samples trained in ``e`` whose previous observation was in
+  ``e' <= e - 2``, so they sat out ``d - 1`` epochs (``d = e - e'``). Their change holds one own step
+  (in ``e'``) and ``d - 1`` epochs out; the own step is removed by subtracting the kept rate of epoch
+  ``e' + 1`` (the interval that held it), and the rest is divided by the epochs out, pooled over samples:
+  ``sum(delta - kept[e' + 1]) / sum(d - 1)``. It is read in the epoch the samples return (a lag of
+  one epoch or more), and under score-based pruning the pruned set is not a random one (low-loss
+  samples, partly by noise, regress towards the mean when they return).
+
+Both intervals run from one observation in an epoch to one in a later epoch, each at a random position, so
+they span ``d`` epochs on average, not exactly. ``ratio = pruned / kept`` (while the kept loss falls) reads
+"the pruned samples improved ``ratio`` as fast as the kept ones"; ``gap = pruned - kept`` is what sitting
+out cost per epoch, in loss. One reading is noisy; :meth:`GeneralizationMeter.pooled` pools epochs.
+
+State: the last observed loss per sample (float32, NaN until observed; 4 bytes per sample) and five
+float64 sums per epoch, folded at the epoch's update from the observations every rank gathered, so every
+rank holds the same readings; checkpointed with the datamodule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+_KEPT_SUM, _KEPT_N, _PRUNED_SUM, _RETURNED_N, _OUT_EPOCHS = range(5)
+
+
+@dataclass(frozen=True)
+class GeneralizationReading:
+    """The readings of one epoch, or pooled over several (``nan`` where nothing was observed).
+
+    >>> r = GeneralizationReading(epoch=3, kept_loss_change=-0.2, pruned_loss_change=-0.05,
+    ...                           kept_samples=400, returned_samples=300, out_epochs=300)
+    >>> round(r.ratio, 2), round(r.gap, 2)
+    (0.25, 0.15)
+    """
+
+    epoch: int
+    kept_loss_change: float
+    pruned_loss_change: float
+    kept_samples: int
+    returned_samples: int
+    out_epochs: int
+
+    @property
+    def ratio(self) -> float:
+        """Pruned over kept loss change: 1 = the pruned samples improved as fast as the kept ones, 0 = not at
+        all, below 0 = they got worse. ``nan`` unless the kept loss fell (a ratio of rises says nothing)."""
+        kept, pruned = self.kept_loss_change, self.pruned_loss_change
+        if not (kept < 0) or math.isnan(pruned):
+            return math.nan
+        return pruned / kept
+
+    @property
+    def gap(self) -> float:
+        """Pruned minus kept loss change per epoch: what sitting an epoch out cost a sample, in loss."""
+        return self.pruned_loss_change - self.kept_loss_change
+
+    def log_values(self) -> dict[str, float]:
+        """``ig/*`` scalars for the loggers (finite ones only, so no logger receives a NaN)."""
+        values = {
+            "ig/kept_loss_change": self.kept_loss_change,
+            "ig/pruned_loss_change": self.pruned_loss_change,
+            "ig/ratio": self.ratio,
+            "ig/gap": self.gap,
+            "ig/returned_samples": float(self.returned_samples),
+        }
+        return {k: v for k, v in values.items() if math.isfinite(v)}
+
+
+class GeneralizationMeter:
+    """Per-epoch loss changes of kept and returning samples, from the losses training already observes.
+
+    Args:
+        num_samples: size of the training set.
+
+    Raises:
+        ValueError: ``num_samples < 1``.
+
+    >>> import torch
+    >>> meter = GeneralizationMeter(4)
+    >>> never = torch.full((4,), -1, dtype=torch.int32)
+    >>> meter.observe(torch.arange(4), torch.tensor([2.0, 2.0, 2.0, 2.0]), never, epoch=0)
+    >>> meter.observe(torch.tensor([0, 1]), torch.tensor([1.5, 1.7]), torch.zeros(4, dtype=torch.int32), epoch=1)
+    >>> meter.reading(1).kept_loss_change  # samples 0 and 1: -0.5 and -0.3
+    -0.4
+    """
+
+    def __init__(self, num_samples: int) -> None:
+        if num_samples < 1:
+            raise ValueError(f"the training set is empty (num_samples={num_samples}); nothing to measure")
+        self.num_samples = int(num_samples)
+        self.last_loss = torch.full((self.num_samples,), math.nan, dtype=torch.float32)
+        self.sums = torch.zeros((0, 5), dtype=torch.float64)  # per epoch: see the _KEPT_SUM... columns
+
+    def _grow(self, epoch: int) -> None:
+        if epoch >= self.sums.shape[0]:
+            grown = torch.zeros((epoch + 1, 5), dtype=torch.float64)
+            grown[: self.sums.shape[0]] = self.sums
+            self.sums = grown
+
+    def kept_rate(self) -> Tensor:
+        """Kept loss change per epoch so far (``nan`` for epochs without continuing samples)."""
+        n = self.sums[:, _KEPT_N]
+        return torch.where(n > 0, self.sums[:, _KEPT_SUM] / n.clamp_min(1), math.nan)
+
+    def observe(self, index: Tensor, loss: Tensor, last_epoch: Tensor, epoch: int) -> None:
+        """Fold one batch of gathered observations of ``epoch`` into its sums, before the score state records
+        the visit (``last_epoch``: each sample's previous epoch, -1 = never). Index -1 and repeats of a sample
+        (DDP padding) are skipped; a sample seen earlier in the same epoch adds nothing."""
+        self._grow(epoch)
+        valid = index >= 0
+        idx, loss = index[valid].to(torch.int64), loss[valid].to(torch.float32)
+        if idx.numel() == 0:
+            return
+        first = torch.full((self.num_samples,), idx.numel(), dtype=torch.int64)
+        pos = torch.arange(idx.numel())
+        first.scatter_reduce_(0, idx, pos, reduce="amin")
+        once = first[idx] == pos
+        idx, loss = idx[once], loss[once]
+        prev = last_epoch[idx].to(torch.int64)
+        delta = loss.double() - self.last_loss[idx].double()
+        known = (prev >= 0) & (prev < epoch) & torch.isfinite(delta)
+        gap = epoch - prev
+        kept = known & (gap == 1)
+        row = self.sums[epoch]
+        row[_KEPT_SUM] += delta[kept].sum()
+        row[_KEPT_N] += kept.sum()
+        back = known & (gap >= 2)
+        own_step = self.kept_rate()[(prev + 1).clamp(0, epoch)]  # the epoch that held the returning sample's step
+        back &= torch.isfinite(own_step)
+        row[_PRUNED_SUM] += (delta - own_step)[back].sum()
+        row[_RETURNED_N] += back.sum()
+        row[_OUT_EPOCHS] += (gap - 1)[back].sum()
+        self.last_loss[idx] = loss
+
+    def _reading(self, sums: Tensor, epoch: int) -> GeneralizationReading:
+        kept_n, out = float(sums[_KEPT_N]), float(sums[_OUT_EPOCHS])
+        return GeneralizationReading(
+            epoch=epoch,
+            kept_loss_change=float(sums[_KEPT_SUM]) / kept_n if kept_n else math.nan,
+            pruned_loss_change=float(sums[_PRUNED_SUM]) / out if out else math.nan,
+            kept_samples=int(kept_n),
+            returned_samples=int(sums[_RETURNED_N]),
+            out_epochs=int(out),
+        )
+
+    def reading(self, epoch: int) -> GeneralizationReading:
+        """The readings of ``epoch`` (all ``nan`` before it was observed)."""
+        if epoch >= self.sums.shape[0] or epoch < 0:
+            return self._reading(torch.zeros(5, dtype=torch.float64), epoch)
+        return self._reading(self.sums[epoch], epoch)
+
+    def pooled(self, first: int = 0, last: int | None = None) -> GeneralizationReading:
+        """Epochs ``first..last`` pooled, each side's summed change over its summed count, over the epochs that
+        have both readings only (so both sides cover the same epochs); ``epoch`` holds how many were pooled."""
+        last = self.sums.shape[0] - 1 if last is None else last
+        rows = self.sums[max(0, first) : last + 1]
+        both = rows[(rows[:, _RETURNED_N] > 0) & (rows[:, _KEPT_N] > 0)]
+        return self._reading(both.sum(dim=0) if len(both) else torch.zeros(5, dtype=torch.float64), len(both))
+
+    def run_reading(self) -> GeneralizationReading:
+        """The whole run pooled (see :meth:`pooled`)."""
+        return self.pooled()
+
+    def summary_values(self) -> dict[str, float]:
+        """``summary/ig_*``: the run's pooled readings, for the end-of-fit summary (empty without returns)."""
+        run = self.run_reading()
+        if run.returned_samples == 0:
+            return {}
+        values = {
+            "summary/ig_epochs": float(run.epoch),
+            "summary/ig_kept_loss_change": run.kept_loss_change,
+            "summary/ig_pruned_loss_change": run.pruned_loss_change,
+            "summary/ig_ratio": run.ratio,
+        }
+        return {k: v for k, v in values.items() if math.isfinite(v)}
+
+    # ------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict:
+        return {"num_samples": self.num_samples, "last_loss": self.last_loss.clone(), "sums": self.sums.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["num_samples"]) != self.num_samples:
+            raise ValueError(
+                f"the checkpoint's generalization readings are for {state['num_samples']} samples but this training "
+                f"set has {self.num_samples}; resume with the dataset the checkpoint was trained on."
+            )
+        self.last_loss.copy_(state["last_loss"])
+        self.sums = state["sums"].clone().to(torch.float64)
