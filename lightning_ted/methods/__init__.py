@@ -7,6 +7,7 @@ from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, PruningMethod, StepSc
 from lightning_ted.methods.ccs import CCS
 from lightning_ted.methods.full import FullData
 from lightning_ted.methods.infobatch import InfoBatch
+from lightning_ted.methods.orderdp import OrderDP
 from lightning_ted.methods.random_subset import RandomSubset
 from lightning_ted.methods.seta import SeTa
 from lightning_ted.methods.static import CAT, EL2N, Forgetting, GraNd, StaticScore
@@ -14,7 +15,21 @@ from lightning_ted.methods.ted import TED
 
 METHODS: dict[str, type[PruningMethod]] = {
     cls.name: cls
-    for cls in (FullData, RandomSubset, InfoBatch, SeTa, UCB, EpsilonGreedy, EL2N, GraNd, Forgetting, CCS, CAT, TED)
+    for cls in (
+        FullData,
+        RandomSubset,
+        InfoBatch,
+        OrderDP,
+        SeTa,
+        UCB,
+        EpsilonGreedy,
+        EL2N,
+        GraNd,
+        Forgetting,
+        CCS,
+        CAT,
+        TED,
+    )
 }
 
 
@@ -41,6 +56,7 @@ __all__ = [
     "FullData",
     "GraNd",
     "InfoBatch",
+    "OrderDP",
     "PruningMethod",
     "RandomSubset",
     "SeTa",
