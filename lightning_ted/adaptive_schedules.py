@@ -32,6 +32,8 @@ class GeneralizationSchedule(PruneSchedule):
 
     #: whether the run's step count is known before training (the budget form: yes).
     steps_known = True
+    #: the argument ``lightning-ted frontier`` sets per run (``--ratios``/``--targets``) instead of ``ratio``.
+    level_argument = "ratio"
 
     def __init__(self, window: int = 2, warmup_epochs: int = 1, anneal: float = 0.125, max_epochs=None) -> None:
         if int(window) != window or window < 1:
@@ -78,6 +80,8 @@ class GeneralizationSchedule(PruneSchedule):
 class GeneralizationBudgetSchedule(GeneralizationSchedule):
     """Save ``saved`` of the run's sample-passes, spent in the epochs where the pruned samples still improve.
 
+    ``lightning-ted frontier --targets 0.3 0.5`` runs it at those savings (its ``saved``).
+
     Args:
         saved: fraction of all ``max_epochs x N`` sample-passes to skip (rounded to whole steps).
         swing: how far the cost may move an epoch's share: between ``1 - swing`` and ``1 + swing`` times its
@@ -93,6 +97,8 @@ class GeneralizationBudgetSchedule(GeneralizationSchedule):
     >>> round(sum(schedule.prune_ratio(e) for e in range(10)) / 10, 3)  # no readings yet: evenly spread
     0.3
     """
+
+    level_argument = "saved"
 
     def __init__(self, saved: float = 0.3, swing: float = 0.5, max_ratio: float = 0.8, window: int = 2,
                  warmup_epochs: int = 1, anneal: float = 0.125, max_epochs: int | None = None) -> None:  # fmt: skip
@@ -172,6 +178,7 @@ class GeneralizationToleranceSchedule(GeneralizationSchedule):
     """
 
     steps_known = False
+    level_argument = "tolerance"  # lightning-ted frontier --ratios 0.3 0.5: two tolerances
 
     def __init__(self, tolerance: float = 0.5, start: float = 0.2, step: float = 0.1, max_ratio: float = 0.8,
                  window: int = 2, warmup_epochs: int = 1, anneal: float = 0.125,

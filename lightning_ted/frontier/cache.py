@@ -12,15 +12,17 @@ def run_key(record: dict) -> str:
     return Run(record["method"], record["level"], record["seed"], record["epochs"]).key
 
 
-def read_runs(path: Path, fingerprint: str) -> tuple[dict[str, dict], int]:
-    """Finished runs of this config by key, and how many lines belong to another config (ignored)."""
+def read_runs(path: Path, fingerprint: str, full_fingerprint: str | None = None) -> tuple[dict[str, dict], int]:
+    """Finished runs of this config by key (its plain-training runs under ``full_fingerprint``, which configs
+    differing only in method and schedule share), and how many lines belong to another config (ignored)."""
     done, other = {}, 0
     if path.exists():
         for line in path.read_text().splitlines():
             if not line.strip():
                 continue
             record = json.loads(line)
-            if record.get("config") == fingerprint:
+            full = record.get("method") == "full" and full_fingerprint is not None
+            if record.get("config") == (full_fingerprint if full else fingerprint):
                 done[run_key(record)] = record
             else:
                 other += 1

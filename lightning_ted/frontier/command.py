@@ -96,7 +96,7 @@ def execute(
 
     def finish(record: dict, done: int) -> None:
         nonlocal fits, runs
-        record["config"] = fingerprint
+        record["config"] = task.full_fingerprint() if record["method"] == "full" else fingerprint
         append_run(out / "runs.jsonl", record)
         fits, runs = fits + record["fit_seconds"], runs + record["run_seconds"]
         _progress(done, len(jobs), time.perf_counter() - start, record, task.metric)
@@ -165,7 +165,7 @@ def frontier(args: argparse.Namespace, argv: list[str], start: float) -> str:
     plan = plan_runs(task.max_epochs, args.budgets, methods, ratios, args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     fingerprint = task.fingerprint()
-    done, other = read_runs(args.out / "runs.jsonl", fingerprint)
+    done, other = read_runs(args.out / "runs.jsonl", fingerprint, task.full_fingerprint())
     if other:
         print(f"note: {other} runs in {args.out / 'runs.jsonl'} were made with another config or other "
               "lightning-ted/library versions; left out (trained again)", flush=True)  # fmt: skip
@@ -178,7 +178,7 @@ def frontier(args: argparse.Namespace, argv: list[str], start: float) -> str:
             fits, phase_overhead, phase = execute(task, todo, args.out, args.workers, fingerprint, threads)
         except Interrupted as stop:
             stopped = stop
-        done, _ = read_runs(args.out / "runs.jsonl", fingerprint)
+        done, _ = read_runs(args.out / "runs.jsonl", fingerprint, task.full_fingerprint())
     records = list(done.values())
     if not records:
         if stopped is not None:

@@ -49,9 +49,27 @@ class TaskConfig:
     def fingerprint(self) -> str:
         """Hash of the config, the metric and the lightning-ted and library versions: cached runs of another
         config or release are not mixed into this one's table (they are trained again)."""
-        payload = {"config": self.base, "metric": self.metric, "versions": library_versions()}
-        text = json.dumps(payload, sort_keys=True, default=str)
-        return hashlib.sha1(text.encode()).hexdigest()[:12]
+        return _hash({"config": self.base, "metric": self.metric, "versions": library_versions()})
+
+    def full_fingerprint(self) -> str:
+        """:meth:`fingerprint` without the pruning method and schedule, which plain training ignores: configs
+        that differ only there share their plain-training runs in one output folder."""
+        base = copy.deepcopy(self.base)
+        init = (base.get("data") or {}).get("init_args") or {}
+        for key in ("method", "schedule"):
+            init.pop(key, None)
+        return _hash({"config": base, "metric": self.metric, "versions": library_versions(), "runs": "full"})
+
+
+def _hash(payload: dict) -> str:
+    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def level_argument(schedule: dict | None) -> str:
+    """The schedule argument a run's level sets: ``ratio``, unless the class names another (``level_argument``:
+    ``saved`` for a budget, ``tolerance`` for :mod:`lightning_ted.adaptive_schedules`)."""
+    cls = _import(schedule.get("class_path", "")) if isinstance(schedule, dict) else None
+    return getattr(cls, "level_argument", "ratio")
 
 
 def add_import_paths(config_path: str | Path) -> list[str]:
@@ -150,11 +168,12 @@ def method_spec(name: str) -> dict:
 def _ratio(schedule) -> float:
     if not isinstance(schedule, dict):
         return 0.5  # DynamicPruningDataModule's default RollerCoasterSchedule(0.5)
-    given = schedule.get("init_args", {}).get("ratio")
+    argument = level_argument(schedule)
+    given = schedule.get("init_args", {}).get(argument)
     if given is not None:
         return float(given)
     cls = _import(schedule.get("class_path", ""))
-    default = inspect.signature(cls).parameters.get("ratio") if cls else None
+    default = inspect.signature(cls).parameters.get(argument) if cls else None
     return float(default.default) if default is not None and default.default is not inspect.Parameter.empty else 0.5
 
 
@@ -251,10 +270,11 @@ def run_config(task: TaskConfig, run: Run, root: Path) -> dict:
         init["method"] = method_spec("full")
     elif run.method != task.method:
         init["method"] = method_spec(run.method)
-    ratio = 0.0 if run.method == "full" else run.level
     schedule = init.get("schedule")
-    if isinstance(schedule, dict):
-        schedule.setdefault("init_args", {})["ratio"] = ratio
+    if run.method == "full":  # plain training: no schedule to read (full_fingerprint leaves it out too)
+        init["schedule"] = {"class_path": "lightning_ted.ConstantSchedule", "init_args": {"ratio": 0.0}}
+    elif isinstance(schedule, dict):
+        schedule.setdefault("init_args", {})[level_argument(schedule)] = run.level
     else:
-        init["schedule"] = {"class_path": "lightning_ted.RollerCoasterSchedule", "init_args": {"ratio": ratio}}
+        init["schedule"] = {"class_path": "lightning_ted.RollerCoasterSchedule", "init_args": {"ratio": run.level}}
     return cfg

@@ -19,11 +19,20 @@ from lightning_ted.frontier.errors import FrontierRefusal
 MAX_RATIO = 0.99
 
 
+def _schedule_class(entry: dict):
+    module, _, name = entry["class_path"].rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def _schedule(entry: dict | None, ratio: float, max_epochs: int):
     entry = entry or {"class_path": "lightning_ted.RollerCoasterSchedule"}
-    module, _, name = entry["class_path"].rpartition(".")
-    schedule = getattr(importlib.import_module(module), name)(**{**entry.get("init_args", {}), "ratio": ratio})
-    schedule.follow(max_epochs)
+    cls = _schedule_class(entry)
+    level = getattr(cls, "level_argument", "ratio")
+    try:
+        schedule = cls(**{**entry.get("init_args", {}), level: ratio})
+        schedule.follow(max_epochs)
+    except ValueError as err:
+        raise FrontierRefusal(f"the config's schedule refuses {level}={ratio}: {err}") from None
     return schedule
 
 
@@ -34,7 +43,21 @@ def expected_saving(entry: dict | None, ratio: float, max_epochs: int) -> float:
 
 
 def ratio_for_target(entry: dict | None, target: float, max_epochs: int) -> float:
-    """The ratio (4 decimals) whose expected saving is ``target``; refused when the schedule cannot reach it."""
+    """The ratio (4 decimals) whose expected saving is ``target``; refused when the schedule cannot reach it. A
+    budget schedule (``level_argument = "saved"``) takes the target itself; one that fixes no saving in advance
+    (``steps_known = False``) cannot take a target."""
+    cls = _schedule_class(entry) if entry else None
+    if cls is not None and not getattr(cls, "steps_known", True):
+        raise FrontierRefusal(
+            f"--targets: {cls.__name__} follows the readings of each run, so it fixes no saving in advance; give "
+            f"its {getattr(cls, 'level_argument', 'ratio')} with --ratios instead (each run reports what it saved)"
+        )
+    if cls is not None and getattr(cls, "level_argument", "ratio") == "saved":
+        try:
+            expected_saving(entry, target, max_epochs)  # the schedule refuses a saving its epochs cannot reach
+        except ValueError as err:
+            raise FrontierRefusal(f"--targets {target}: {err}") from None
+        return round(target, 4)
     most = expected_saving(entry, MAX_RATIO, max_epochs)
     if not 0.0 < target <= most + 1e-9:
         raise FrontierRefusal(

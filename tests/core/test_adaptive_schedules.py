@@ -88,7 +88,8 @@ def test_budget_schedule_moves_drops_to_the_epochs_where_sitting_out_costs_less(
     ratios = [schedule.prune_ratio(e) for e in range(10)]
     assert sum(ratios) * 100 == pytest.approx(0.3 * 10 * 100)
     even = 0.3 * 10 / 8
-    assert ratios[1] == pytest.approx(even, abs=0.01) and ratios[2] == pytest.approx(even, abs=0.01), "no reading before epoch 3: the fair share"
+    first = pytest.approx(even, abs=0.01)
+    assert ratios[1] == first and ratios[2] == first, "no reading before epoch 3: the fair share"
     assert ratios[6] > ratios[5] and ratios[6] > even, "the first cheap reading raises the next epoch's share"
     assert ratios[-1] == 0 and ratios[0] == 0
 

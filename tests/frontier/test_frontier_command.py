@@ -329,3 +329,38 @@ def test_cached_runs_made_under_another_library_release_are_not_reused(monkeypat
     assert task.fingerprint() == today  # deterministic: the cache of this config and release is reused
     monkeypatch.setattr(config, "library_versions", lambda: {"lightning-ted": "0.2.0", "torch": "9.9"})
     assert task.fingerprint() != today  # after an upgrade the runs are trained again, not quoted as today's
+
+
+BUDGET = {"class_path": "lightning_ted.research.GeneralizationBudgetSchedule",
+          "init_args": {"saved": 0.25, "warmup_epochs": 1, "anneal": 0}}  # fmt: skip
+
+
+def test_a_second_config_that_changes_only_the_schedule_reuses_the_plain_training_runs(tmp_path, capsys):
+    """Issue 30: the budget schedule beside the constant one in one folder; --targets sets its ``saved``."""
+    out = tmp_path / "out"
+    common = ["--budgets", "0.5", "--seeds", "2", "--out", str(out)]
+    assert main(["--config", str(tiny_config(tmp_path)), *common]) == 0
+    other = tmp_path / "budget"
+    other.mkdir()
+    config = tiny_config(other, **{"data.init_args.schedule": BUDGET})
+    capsys.readouterr()
+    assert main(["--config", str(config), "--targets", "0.25", *common]) == 0
+    printed = capsys.readouterr().out
+    assert "4 of 6 runs cached, 2 to train" in printed, printed
+    records = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    budget = [r for r in records if r["method"] == "ted" and r["level"] == 0.25]
+    assert len(budget) == 2 and all(r["saved"] == pytest.approx(0.25) for r in budget)
+    assert len({r["config"] for r in records if r["method"] == "full"}) == 1
+
+
+def test_targets_for_a_schedule_that_fixes_no_saving_are_refused(tmp_path, capsys):
+    tolerance = {"class_path": "lightning_ted.research.GeneralizationToleranceSchedule", "init_args": {}}
+    config = tiny_config(tmp_path, **{"data.init_args.schedule": tolerance})
+    message = _refused(capsys, "--config", str(config), "--targets", "0.3", "--out", str(tmp_path / "o"))
+    assert "fixes no saving in advance" in message and "--ratios" in message
+
+
+def test_a_budget_target_its_pruning_epochs_cannot_save_is_refused(tmp_path, capsys):
+    config = tiny_config(tmp_path, **{"data.init_args.schedule": BUDGET})
+    message = _refused(capsys, "--config", str(config), "--targets", "0.45", "--out", str(tmp_path / "o"))
+    assert "--targets 0.45" in message and "at most" in message
