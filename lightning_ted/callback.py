@@ -114,7 +114,8 @@ class TEDPruningCallback(*CALLBACK_BASES):
         start_next_epoch_fresh(trainer)  # resume.py: a checkpoint at an epoch's last batch, a longer next epoch
         dm = self.datamodule
         exact = (dm.method.exact_kept_count and dm.schedule.steps_known) or dm.overfitting
-        check_step_schedules(trainer, total_optimizer_steps(trainer) if exact else None, dm.method.name)
+        schedule = None if dm.schedule.steps_known else f"{type(dm.schedule).__name__} sets each ratio from the run"
+        check_step_schedules(trainer, total_optimizer_steps(trainer) if exact else None, dm.method.name, schedule)
         if self.summary is not None:
             self.summary.train_start(trainer, dm)  # after every restore: a checkpoint's summary counts
 

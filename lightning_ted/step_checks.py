@@ -187,7 +187,9 @@ def _ends_at(scheduler: Any, steps: int) -> bool:
         return False
 
 
-def check_step_schedules(trainer: L.Trainer, total_optimizer_steps: int | None, method: str = "") -> None:
+def check_step_schedules(
+    trainer: L.Trainer, total_optimizer_steps: int | None, method: str = "", unknown_because: str | None = None
+) -> None:
     """Warn once for a per-step LR scheduler sized for more steps than the pruned run takes.
 
     Such a schedule (e.g. sized with ``trainer.estimated_stepping_batches``, which counts full-data
@@ -195,8 +197,8 @@ def check_step_schedules(trainer: L.Trainer, total_optimizer_steps: int | None, 
     ``CosineAnnealingLR.T_max``, ``LinearLR``/``PolynomialLR.total_iters``, ``SequentialLR`` (last
     milestone plus its last scheduler) and transformers' ``num_training_steps``; another ``LambdaLR`` is
     probed for reaching zero exactly at ``estimated_stepping_batches``. Epoch-interval schedulers are left alone.
-    ``total_optimizer_steps=None``: ``method`` keeps a loss-dependent number of samples, so no step count
-    is known in advance and any per-step schedule of known length is warned about.
+    ``total_optimizer_steps=None``: ``method`` keeps a loss-dependent number of samples (or, ``unknown_because``,
+    something else fixes no step count in advance), so any per-step schedule of known length is warned about.
     """
     taken = total_optimizer_steps  # already capped by Trainer(max_steps) (lightning_ted.steps)
     for config in trainer.lr_scheduler_configs:
@@ -211,13 +213,14 @@ def check_step_schedules(trainer: L.Trainer, total_optimizer_steps: int | None, 
             continue
         name = type(scheduler).__name__
         if taken is None:
+            why = unknown_because or f"pruning method {method!r} keeps a loss-dependent number of samples each epoch"
             rank_zero_warn(
-                f"the per-step LR scheduler {name} is sized for {sized} optimizer steps, but pruning method "
-                f"{method!r} keeps a loss-dependent number of samples each epoch, so this run's step count is not "
-                "known before training and the schedule will not end with the run (it stops partway through its "
-                "decay). Use an epoch-based schedule (lr_scheduler interval='epoch', e.g. CosineAnnealingLR with "
-                "T_max=max_epochs), or a method with a fixed kept count (ted, random), whose "
-                "lightning_ted.total_optimizer_steps(self.trainer) is exact."
+                f"the per-step LR scheduler {name} is sized for {sized} optimizer steps, but {why}, so this run's "
+                "step count is not known before training and the schedule will not end with the run (it stops "
+                "partway through its decay). Use an epoch-based schedule (lr_scheduler interval='epoch', e.g. "
+                "CosineAnnealingLR with T_max=max_epochs), or a method and schedule with a fixed kept count (ted, "
+                "random; not GeneralizationToleranceSchedule), whose lightning_ted.total_optimizer_steps(self.trainer) "
+                "is exact."
             )
         elif sized > math.ceil(taken / max(1, config.frequency)):
             rank_zero_warn(

@@ -125,6 +125,24 @@ def test_user_sizes_onecycle_with_the_tolerance_schedule_is_told_no_step_count_e
         _fit(GeneralizationToleranceSchedule(), one_cycle=True)
 
 
+class FullLengthOneCycle(Classifier):
+    """OneCycleLR sized with Lightning's full-data step estimate."""
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=0.1)
+        steps = int(self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def test_user_sizes_onecycle_with_estimated_stepping_batches_under_the_tolerance_schedule_is_warned():
+    dm = DynamicPruningDataModule(_data(), batch_size=B, schedule=GeneralizationToleranceSchedule(start=0.3))
+    trainer = L.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    with pytest.warns(UserWarning, match="GeneralizationToleranceSchedule sets each ratio from the run"):
+        trainer.fit(FullLengthOneCycle(), datamodule=dm)
+
+
 def test_user_gives_the_budget_schedule_to_infobatch_is_refused():
     with pytest.raises(ValueError, match="loss-dependent number of samples"):
         _fit(GeneralizationBudgetSchedule(saved=0.3), method="infobatch", one_cycle=False)
