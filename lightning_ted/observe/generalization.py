@@ -7,21 +7,26 @@ the training between them, with no extra forward pass:
 - **kept** (``kept_loss_change``): samples trained in epoch ``e - 1`` and again in ``e``. Their mean loss
   change is a per-epoch rate of a sample that stays in. Bias: the interval holds the sample's own step.
 - **pruned** (``pruned_loss_change``): samples trained in ``e`` whose previous observation was in
-  ``e' <= e - 2``, so they sat out ``d - 1`` epochs (``d = e - e'``). Their change holds one own step
-  (in ``e'``) and ``d - 1`` epochs out; the own step is removed by subtracting the kept rate of epoch
-  ``e' + 1`` (the interval that held it), and the rest is divided by the epochs out, pooled over samples:
-  ``sum(delta - kept[e' + 1]) / sum(d - 1)``. It is read in the epoch the samples return (a lag of
-  one epoch or more), and under score-based pruning the pruned set is not a random one (low-loss
-  samples, partly by noise, regress towards the mean when they return).
+  ``e' <= e - 2``, so they sat out ``d - 1`` epochs (``d = e - e'``). Their change holds one epoch as a
+  kept sample would have had it (its own step in ``e'`` and the epoch after it) and ``d - 1`` epochs out.
+  That first epoch is removed by subtracting the kept rate of epoch ``e' + 1`` **among kept samples whose
+  previous loss fell in the same bin** (``LOSS_BINS``, log-spaced), and the rest is divided by the epochs
+  out, pooled: ``sum(delta - kept[e' + 1, bin]) / sum(d - 1)``. Matching on the previous loss matters
+  under score-based pruning: the pruned set is then the samples with the lowest *observed* losses, partly
+  by noise, so their next loss regresses up towards the mean, and a low-loss sample's own step gains little;
+  kept samples of the same observed loss share both, so the subtraction removes them (against the global
+  kept rate the pruned change read +0.08 per epoch where a brute-force pass read -0.01, under TED at 0.3;
+  ``experiments/results/ig_validity.md``). A returning sample whose bin had no kept sample is left out.
+  It is read in the epoch the samples return (a lag of one epoch or more).
 
 Both intervals run from one observation in an epoch to one in a later epoch, each at a random position, so
 they span ``d`` epochs on average, not exactly. ``ratio = pruned / kept`` (while the kept loss falls) reads
 "the pruned samples improved ``ratio`` as fast as the kept ones"; ``gap = pruned - kept`` is what sitting
 out cost per epoch, in loss. One reading is noisy; :meth:`GeneralizationMeter.pooled` pools epochs.
 
-State: the last observed loss per sample (float32, NaN until observed; 4 bytes per sample) and five
-float64 sums per epoch, folded at the epoch's update from the observations every rank gathered, so every
-rank holds the same readings; checkpointed with the datamodule.
+State: the last observed loss per sample (float32, NaN until observed; 4 bytes per sample), five float64
+sums per epoch and the kept sums per epoch and loss bin, folded at the epoch's update from the observations
+every rank gathered, so every rank holds the same readings; checkpointed with the datamodule.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import torch
 from torch import Tensor
 
 _KEPT_SUM, _KEPT_N, _PRUNED_SUM, _RETURNED_N, _OUT_EPOCHS = range(5)
+#: edges of the previous-loss bins the pruned reading is matched on (below 1e-4 and above 100 are bins too).
+LOSS_BINS = torch.logspace(-4, 2, 31, dtype=torch.float64)
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,7 @@ class GeneralizationMeter:
     >>> never = torch.full((4,), -1, dtype=torch.int32)
     >>> meter.observe(torch.arange(4), torch.tensor([2.0, 2.0, 2.0, 2.0]), never, epoch=0)
     >>> meter.observe(torch.tensor([0, 1]), torch.tensor([1.5, 1.7]), torch.zeros(4, dtype=torch.int32), epoch=1)
-    >>> meter.reading(1).kept_loss_change  # samples 0 and 1: -0.5 and -0.3
+    >>> round(meter.reading(1).kept_loss_change, 4)  # samples 0 and 1: -0.5 and -0.3
     -0.4
     """
 
@@ -102,17 +109,26 @@ class GeneralizationMeter:
         self.num_samples = int(num_samples)
         self.last_loss = torch.full((self.num_samples,), math.nan, dtype=torch.float32)
         self.sums = torch.zeros((0, 5), dtype=torch.float64)  # per epoch: see the _KEPT_SUM... columns
+        self.bin_sums = torch.zeros((0, len(LOSS_BINS) + 1, 2), dtype=torch.float64)  # kept (sum, n) per loss bin
 
     def _grow(self, epoch: int) -> None:
         if epoch >= self.sums.shape[0]:
             grown = torch.zeros((epoch + 1, 5), dtype=torch.float64)
             grown[: self.sums.shape[0]] = self.sums
             self.sums = grown
+            bins = torch.zeros((epoch + 1, *self.bin_sums.shape[1:]), dtype=torch.float64)
+            bins[: self.bin_sums.shape[0]] = self.bin_sums
+            self.bin_sums = bins
 
     def kept_rate(self) -> Tensor:
         """Kept loss change per epoch so far (``nan`` for epochs without continuing samples)."""
         n = self.sums[:, _KEPT_N]
         return torch.where(n > 0, self.sums[:, _KEPT_SUM] / n.clamp_min(1), math.nan)
+
+    def kept_rate_by_bin(self) -> Tensor:
+        """Kept loss change per epoch and previous-loss bin (``nan`` where no kept sample fell in the bin)."""
+        total, n = self.bin_sums[..., 0], self.bin_sums[..., 1]
+        return torch.where(n > 0, total / n.clamp_min(1), math.nan)
 
     def observe(self, index: Tensor, loss: Tensor, last_epoch: Tensor, epoch: int) -> None:
         """Fold one batch of gathered observations of ``epoch`` into its sums, before the score state records
@@ -129,15 +145,20 @@ class GeneralizationMeter:
         once = first[idx] == pos
         idx, loss = idx[once], loss[once]
         prev = last_epoch[idx].to(torch.int64)
-        delta = loss.double() - self.last_loss[idx].double()
+        before = self.last_loss[idx].double()
+        delta = loss.double() - before
         known = (prev >= 0) & (prev < epoch) & torch.isfinite(delta)
         gap = epoch - prev
         kept = known & (gap == 1)
         row = self.sums[epoch]
         row[_KEPT_SUM] += delta[kept].sum()
         row[_KEPT_N] += kept.sum()
+        bins = torch.bucketize(before.nan_to_num(0.0), LOSS_BINS)
+        self.bin_sums[epoch, :, 0].index_add_(0, bins[kept], delta[kept])
+        self.bin_sums[epoch, :, 1].index_add_(0, bins[kept], torch.ones_like(delta[kept]))
         back = known & (gap >= 2)
-        own_step = self.kept_rate()[(prev + 1).clamp(0, epoch)]  # the epoch that held the returning sample's step
+        # the returning sample's first epoch as a kept sample of the same previous loss had it
+        own_step = self.kept_rate_by_bin()[(prev + 1).clamp(0, epoch), bins]
         back &= torch.isfinite(own_step)
         row[_PRUNED_SUM] += (delta - own_step)[back].sum()
         row[_RETURNED_N] += back.sum()
@@ -188,7 +209,12 @@ class GeneralizationMeter:
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict:
-        return {"num_samples": self.num_samples, "last_loss": self.last_loss.clone(), "sums": self.sums.clone()}
+        return {
+            "num_samples": self.num_samples,
+            "last_loss": self.last_loss.clone(),
+            "sums": self.sums.clone(),
+            "bin_sums": self.bin_sums.clone(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if int(state["num_samples"]) != self.num_samples:
@@ -198,3 +224,4 @@ class GeneralizationMeter:
             )
         self.last_loss.copy_(state["last_loss"])
         self.sums = state["sums"].clone().to(torch.float64)
+        self.bin_sums = state["bin_sums"].clone().to(torch.float64)

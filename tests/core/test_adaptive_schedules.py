@@ -171,3 +171,12 @@ def test_user_cuts_epochs_with_limit_train_batches_under_the_budget_schedule_can
 def test_user_gives_an_adaptive_schedule_a_setting_out_of_range_is_refused(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_the_examples_in_the_docstrings_run():
+    import doctest
+
+    from lightning_ted import adaptive_schedules
+
+    result = doctest.testmod(adaptive_schedules, verbose=False)
+    assert result.attempted >= 2 and result.failed == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from torch.nn import functional as F
 
 from lightning_ted import ConstantSchedule, DynamicPruningDataModule, TEDPruningCallback, pruned_loss
 from lightning_ted.callback import PER_SAMPLE_KEY
-from lightning_ted.observe.generalization import GeneralizationMeter
+from lightning_ted.observe.generalization import LOSS_BINS, GeneralizationMeter
 from lightning_ted.observe.plots import plot_prune_ratio
 from lightning_ted.observe.run_history import read_csv_metrics
 
@@ -48,8 +49,10 @@ def brute_force(visits: list[tuple[int, list[int], list[float]]], n: int) -> dic
         epochs.setdefault(epoch, ([], []))
         epochs[epoch][0].extend(index)
         epochs[epoch][1].extend(loss)
+    edges = LOSS_BINS.tolist()
     last: dict[int, tuple[int, float]] = {}
     kept_rate: dict[int, float] = {}
+    by_bin: dict[tuple[int, int], list[float]] = {}  # (epoch, bin of the previous loss) -> kept changes
     out: dict[int, tuple[float, float]] = {}
     for epoch, (index, loss) in sorted(epochs.items()):
         seen_now, kept, back, out_epochs = set(), [], [], 0
@@ -59,10 +62,13 @@ def brute_force(visits: list[tuple[int, list[int], list[float]]], n: int) -> dic
             seen_now.add(i)
             if i in last:
                 prev, before = last[i]
+                where = bisect.bisect_left(edges, before)  # torch.bucketize's bin
                 if prev == epoch - 1:
                     kept.append(value - before)
-                elif prev + 1 in kept_rate:
-                    back.append(value - before - kept_rate[prev + 1])
+                    by_bin.setdefault((epoch, where), []).append(value - before)
+                elif (prev + 1, where) in by_bin:
+                    same = by_bin[prev + 1, where]
+                    back.append(value - before - sum(same) / len(same))
                     out_epochs += epoch - prev - 1
             last[i] = (epoch, value)
         if kept:
@@ -181,3 +187,12 @@ def test_resuming_with_another_dataset_size_is_refused():
     meter = GeneralizationMeter(5)
     with pytest.raises(ValueError, match="5 samples but this training set has 6"):
         GeneralizationMeter(6).load_state_dict(meter.state_dict())
+
+
+def test_the_examples_in_the_docstrings_run():
+    import doctest
+
+    from lightning_ted.observe import generalization
+
+    result = doctest.testmod(generalization, verbose=False)
+    assert result.attempted >= 4 and result.failed == 0
