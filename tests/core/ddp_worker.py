@@ -4,7 +4,8 @@ Run as ``python tests/ddp_worker.py OUT_DIR DEVICES BATCH_SIZE [CKPT]``; Lightni
 re-launches this script for the other ranks. Each rank writes ``OUT_DIR/rank{r}.pt``. Without ``CKPT`` the
 run also saves checkpoints after epoch 1 (``OUT_DIR/epoch1.ckpt``), after its last batch
 (``OUT_DIR/last_batch.ckpt``) and in the middle of epoch 2 (``OUT_DIR/mid.ckpt``); with ``CKPT`` it
-resumes from that checkpoint. ``TED_REFERENCE`` in the environment picks TED's reference (default ``ema``).
+resumes from that checkpoint. ``TED_REFERENCE`` in the environment picks TED's reference (default ``ema``);
+``TED_SCHEDULE=budget`` trains under ``GeneralizationBudgetSchedule`` instead of the roller coaster.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from test_end_to_end import EpochRecorder  # noqa: E402
 from test_resume import SaveAt  # noqa: E402
 
 from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback  # noqa: E402
-from lightning_ted.research import TEDVariant  # noqa: E402
+from lightning_ted.research import GeneralizationBudgetSchedule, TEDVariant  # noqa: E402
 from lightning_ted.zoo.datasets import load_image_classification  # noqa: E402
 from lightning_ted.zoo.demo import ImageClassifier  # noqa: E402
 
@@ -37,7 +38,11 @@ def main(out: str, devices: int, batch_size: int, ckpt: str | None = None) -> No
         full,
         # default: the per-rank EMA reference, so its checkpointing is tested too
         method=TEDVariant(reference=os.environ.get("TED_REFERENCE", "ema"), reference_size=300),
-        schedule=RollerCoasterSchedule(ratio=0.5, beta=0.5, anneal=0.0),
+        schedule=(
+            GeneralizationBudgetSchedule(saved=0.3, anneal=0.0, window=1)  # ratios from the ig readings
+            if os.environ.get("TED_SCHEDULE") == "budget"
+            else RollerCoasterSchedule(ratio=0.5, beta=0.5, anneal=0.0)
+        ),
         test_dataset=test,
         batch_size=batch_size,
         seed=0,

@@ -17,9 +17,12 @@ WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
 pytestmark = [pytest.mark.ddp, pytest.mark.slow, requires_mnist]
 
 
-def _launch(out: Path, devices: int, batch_size: int, ckpt: Path | None = None, reference="ema") -> list[dict]:
+def _launch(
+    out: Path, devices: int, batch_size: int, ckpt: Path | None = None, reference="ema", schedule="rollercoaster"
+) -> list[dict]:
     out.mkdir()
-    run_worker(WORKER, out, devices, batch_size, *([ckpt] if ckpt else []), TED_REFERENCE=reference)
+    run_worker(WORKER, out, devices, batch_size, *([ckpt] if ckpt else []), TED_REFERENCE=reference,
+               TED_SCHEDULE=schedule)  # fmt: skip
     return rank_results(out, devices)
 
 
@@ -116,3 +119,22 @@ def test_pruned_reference_is_one_all_reduce_identical_on_every_rank(tmp_path):
     assert torch.equal(r0["score"], r1["score"]) and torch.isfinite(r0["score"]).all()
     for e in r0["kept"]:
         assert torch.equal(r0["kept"][e], r1["kept"][e])
+
+
+def test_budget_schedule_under_ddp_sets_the_same_ratios_on_every_rank_and_after_a_resume(tmp_path):
+    """Issue 30: the ratios come from the ig readings each rank folds from the same gathered observations; a
+    mid-epoch resume reads them from the checkpoint. The saving is exact in whole steps of 2 x 32 samples."""
+    full = _launch(tmp_path / "full", devices=2, batch_size=32, schedule="budget")
+    again = _launch(tmp_path / "again", devices=2, batch_size=32, ckpt=tmp_path / "full" / "mid.ckpt",
+                    schedule="budget")  # fmt: skip
+    r0, r1 = full
+    for epoch in r0["kept"]:
+        assert torch.equal(r0["kept"][epoch], r1["kept"][epoch])
+    assert torch.equal(r0["ig_sums"], r1["ig_sums"]) and (r0["ig_sums"][:, 3] > 0).any()
+    history = r0["kept_history"]
+    assert 2000 * 4 - int(history.sum()) == round(0.3 * 4 * 2000 / 64) * 64
+    for rank_full, rank_again in zip(full, again, strict=True):
+        assert torch.equal(rank_again["kept_history"], rank_full["kept_history"])
+        for epoch in (2, 3):
+            assert torch.equal(rank_again["kept"][epoch], rank_full["kept"][epoch])
+        assert _same_params(rank_again, rank_full)
