@@ -22,9 +22,10 @@ the training between them, with no extra forward pass:
 Both intervals run from one observation in an epoch to one in a later epoch, each at a random position, so
 they span ``d`` epochs on average, not exactly. ``ratio = pruned / kept`` (while the kept loss falls) reads
 "the pruned samples improved ``ratio`` as fast as the kept ones"; ``gap = pruned - kept`` is what sitting
-out cost per epoch, in loss. One reading is noisy; :meth:`GeneralizationMeter.pooled` pools epochs.
+out cost per epoch, in loss; ``relative_gap = gap / loss_level`` (the mean loss the epoch observed) puts it on
+the scale of the loss still to lose. One reading is noisy; :meth:`GeneralizationMeter.pooled` pools epochs.
 
-State: the last observed loss per sample (float32, NaN until observed; 4 bytes per sample), five float64
+State: the last observed loss per sample (float32, NaN until observed; 4 bytes per sample), seven float64
 sums per epoch and the kept sums per epoch and loss bin, folded at the epoch's update from the observations
 every rank gathered, so every rank holds the same readings; checkpointed with the datamodule.
 """
@@ -37,7 +38,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-_KEPT_SUM, _KEPT_N, _PRUNED_SUM, _RETURNED_N, _OUT_EPOCHS = range(5)
+_KEPT_SUM, _KEPT_N, _PRUNED_SUM, _RETURNED_N, _OUT_EPOCHS, _LOSS_SUM, _LOSS_N = range(7)
+_COLUMNS = 7
 #: edges of the previous-loss bins the pruned reading is matched on (below 1e-4 and above 100 are bins too).
 LOSS_BINS = torch.logspace(-4, 2, 31, dtype=torch.float64)
 
@@ -58,6 +60,8 @@ class GeneralizationReading:
     kept_samples: int
     returned_samples: int
     out_epochs: int
+    #: mean loss the epoch observed (every trained sample, before its step)
+    loss_level: float = math.nan
 
     @property
     def ratio(self) -> float:
@@ -73,6 +77,11 @@ class GeneralizationReading:
         """Pruned minus kept loss change per epoch: what sitting an epoch out cost a sample, in loss."""
         return self.pruned_loss_change - self.kept_loss_change
 
+    @property
+    def relative_gap(self) -> float:
+        """:attr:`gap` over the loss level: the cost of sitting out as a share of the loss still to lose."""
+        return self.gap / self.loss_level if self.loss_level > 0 else math.nan
+
     def log_values(self) -> dict[str, float]:
         """``ig/*`` scalars for the loggers (finite ones only, so no logger receives a NaN)."""
         values = {
@@ -80,6 +89,8 @@ class GeneralizationReading:
             "ig/pruned_loss_change": self.pruned_loss_change,
             "ig/ratio": self.ratio,
             "ig/gap": self.gap,
+            "ig/relative_gap": self.relative_gap,
+            "ig/loss_level": self.loss_level,
             "ig/returned_samples": float(self.returned_samples),
         }
         return {k: v for k, v in values.items() if math.isfinite(v)}
@@ -108,12 +119,12 @@ class GeneralizationMeter:
             raise ValueError(f"the training set is empty (num_samples={num_samples}); nothing to measure")
         self.num_samples = int(num_samples)
         self.last_loss = torch.full((self.num_samples,), math.nan, dtype=torch.float32)
-        self.sums = torch.zeros((0, 5), dtype=torch.float64)  # per epoch: see the _KEPT_SUM... columns
+        self.sums = torch.zeros((0, _COLUMNS), dtype=torch.float64)  # per epoch: see the _KEPT_SUM... columns
         self.bin_sums = torch.zeros((0, len(LOSS_BINS) + 1, 2), dtype=torch.float64)  # kept (sum, n) per loss bin
 
     def _grow(self, epoch: int) -> None:
         if epoch >= self.sums.shape[0]:
-            grown = torch.zeros((epoch + 1, 5), dtype=torch.float64)
+            grown = torch.zeros((epoch + 1, _COLUMNS), dtype=torch.float64)
             grown[: self.sums.shape[0]] = self.sums
             self.sums = grown
             bins = torch.zeros((epoch + 1, *self.bin_sums.shape[1:]), dtype=torch.float64)
@@ -151,6 +162,8 @@ class GeneralizationMeter:
         gap = epoch - prev
         kept = known & (gap == 1)
         row = self.sums[epoch]
+        row[_LOSS_SUM] += loss.double().sum()
+        row[_LOSS_N] += loss.numel()
         row[_KEPT_SUM] += delta[kept].sum()
         row[_KEPT_N] += kept.sum()
         bins = torch.bucketize(before.nan_to_num(0.0), LOSS_BINS)
@@ -166,9 +179,10 @@ class GeneralizationMeter:
         self.last_loss[idx] = loss
 
     def _reading(self, sums: Tensor, epoch: int) -> GeneralizationReading:
-        kept_n, out = float(sums[_KEPT_N]), float(sums[_OUT_EPOCHS])
+        kept_n, out, seen = float(sums[_KEPT_N]), float(sums[_OUT_EPOCHS]), float(sums[_LOSS_N])
         return GeneralizationReading(
             epoch=epoch,
+            loss_level=float(sums[_LOSS_SUM]) / seen if seen else math.nan,
             kept_loss_change=float(sums[_KEPT_SUM]) / kept_n if kept_n else math.nan,
             pruned_loss_change=float(sums[_PRUNED_SUM]) / out if out else math.nan,
             kept_samples=int(kept_n),
@@ -179,7 +193,7 @@ class GeneralizationMeter:
     def reading(self, epoch: int) -> GeneralizationReading:
         """The readings of ``epoch`` (all ``nan`` before it was observed)."""
         if epoch >= self.sums.shape[0] or epoch < 0:
-            return self._reading(torch.zeros(5, dtype=torch.float64), epoch)
+            return self._reading(torch.zeros(_COLUMNS, dtype=torch.float64), epoch)
         return self._reading(self.sums[epoch], epoch)
 
     def pooled(self, first: int = 0, last: int | None = None) -> GeneralizationReading:
@@ -188,7 +202,7 @@ class GeneralizationMeter:
         last = self.sums.shape[0] - 1 if last is None else last
         rows = self.sums[max(0, first) : last + 1]
         both = rows[(rows[:, _RETURNED_N] > 0) & (rows[:, _KEPT_N] > 0)]
-        return self._reading(both.sum(dim=0) if len(both) else torch.zeros(5, dtype=torch.float64), len(both))
+        return self._reading(both.sum(dim=0) if len(both) else torch.zeros(_COLUMNS, dtype=torch.float64), len(both))
 
     def run_reading(self) -> GeneralizationReading:
         """The whole run pooled (see :meth:`pooled`)."""

@@ -77,7 +77,7 @@ def _meter_with_gaps(gaps: dict[int, float], n: int = 100) -> GeneralizationMete
     meter = GeneralizationMeter(n)
     meter._grow(max(gaps))
     for epoch, gap in gaps.items():
-        meter.sums[epoch] = torch.tensor([-10.0, 10, (gap - 1.0) * 10, 10, 10], dtype=torch.float64)
+        meter.sums[epoch] = torch.tensor([-10.0, 10, (gap - 1.0) * 10, 10, 10, 5.0, 10], dtype=torch.float64)
     return meter
 
 

@@ -163,6 +163,11 @@ def test_user_fits_with_random_pruning_and_reads_the_ig_metrics_each_epoch(tmp_p
         if not math.isnan(pruned):
             assert rows[epoch]["ig/pruned_loss_change"] == pytest.approx(pruned, rel=1e-4, abs=1e-6)
     assert any("ig/pruned_loss_change" in r for r in rows.values()), "random pruning at 30% returns samples"
+    for epoch, row in rows.items():  # the loss level: the mean loss the epoch's training steps observed
+        observed = [lo for e, _, losses in trail.visits if e == epoch for lo in losses]
+        assert row["ig/loss_level"] == pytest.approx(sum(observed) / len(observed), rel=1e-5)
+        if "ig/gap" in row:
+            assert row["ig/relative_gap"] == pytest.approx(row["ig/gap"] / row["ig/loss_level"], rel=1e-5)
     values = pruning.summary.values
     assert values["summary/ig_epochs"] >= 1 and math.isfinite(values["summary/ig_pruned_loss_change"])
     assert "internal generalization" in capsys.readouterr().out
