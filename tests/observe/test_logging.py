@@ -111,10 +111,16 @@ def test_kept_fraction_per_class_matches_the_selection(logged_run):
 
 @requires_mnist
 def test_wandb_charts_are_defined_against_the_epoch(logged_run):
-    """prune/* is plotted against epoch in W&B (define_metric), not against the global step."""
-    _, _, root, _ = logged_run
-    metrics = read_wandb_run(root / "wandb")["metrics"]
-    assert {"name": "prune/*", "step_metric": "epoch"} in metrics
+    """prune/* and ig/* are plotted against epoch in W&B (define_metric), not against the global step, and the
+    ig readings reach W&B beside the ratio once samples return from being pruned."""
+    dm, _, root, _ = logged_run
+    run = read_wandb_run(root / "wandb")
+    assert {"name": "prune/*", "step_metric": "epoch"} in run["metrics"]
+    assert {"name": "ig/*", "step_metric": "epoch"} in run["metrics"]
+    rows = epoch_rows(run["history"])
+    assert rows[1]["ig/kept_loss_change"] == pytest.approx(dm.generalization.reading(1).kept_loss_change)
+    returned = [r for r in rows if "ig/pruned_loss_change" in r]
+    assert returned and all("ig/gap" in r and "prune/target_ratio" in r for r in returned)
 
 
 @requires_mnist
