@@ -6,7 +6,8 @@ x the ranking inside it (TED's score, or uniform candidates under TED's selectio
 ``TEDVariant(ranking="random")``), so a gain of the schedule is not mistaken for a gain of the score. All six
 run into one folder per task and share its plain-training runs. Seeds grow together (2, then 3, ...), so a
 stopped grid leaves every config with the same seeds. The report pairs runs by seed: budget minus roller
-coaster at each saving, and the tolerance form against full data and against training fewer epochs.
+coaster at each saving, and the tolerance form against full data and against training fewer epochs; each
+config's own frontier table is kept as ``frontier_<schedule>_<ranking>.md`` in the task's folder.
 
     PYTHONPATH=experiments python experiments/ig_frontier.py --tasks fashion noisy_fashion --seeds 5
     PYTHONPATH=experiments python experiments/ig_frontier.py --report-only
@@ -77,6 +78,22 @@ def run(tasks: list[str], seeds: int, folder: Path, out: Path, threads: int) -> 
                         raise SystemExit(code)
 
 
+def config_reports(tasks: list[str], seeds: int, folder: Path, out: Path) -> None:
+    """Each config's own frontier table (the command's report over the shared runs), kept under its name."""
+    for task in tasks:
+        runs = out / f"frontier_ig_{task}"
+        for schedule in SCHEDULES:
+            for ranking in RANKINGS:
+                config = folder / f"{task}_{schedule}_{ranking}.yaml"
+                if not config.exists() or not (runs / "runs.jsonl").exists():
+                    continue
+                args = ["--config", str(config), "--budgets", *BUDGETS, "--seeds", str(seeds), "--out", str(runs),
+                        "--report-only", *levels(schedule)]  # fmt: skip
+                if frontier(args) == 0:
+                    for suffix in ("md", "png"):
+                        (runs / f"frontier.{suffix}").replace(runs / f"frontier_{schedule}_{ranking}.{suffix}")
+
+
 def _mean_se(values: list[float]) -> str:
     if not values:
         return "-"
@@ -84,6 +101,12 @@ def _mean_se(values: list[float]) -> str:
         return f"{100 * values[0]:+.2f} (1 seed)"
     se = statistics.stdev(values) / math.sqrt(len(values))
     return f"{100 * statistics.mean(values):+.2f} ± {100 * se:.2f}"
+
+
+def _by_target(runs: dict[tuple[float, int], dict]) -> dict[tuple[float, int], dict]:
+    """Runs keyed by ``(the target they saved, seed)``: a budget's level is its target, a roller coaster's the
+    ratio ``--targets`` found for it; both save their target to within a step."""
+    return {(min(TARGETS, key=lambda t: abs(t - r["saved"])), seed): r for (_, seed), r in runs.items()}
 
 
 def report(tasks: list[str], folder: Path, out: Path) -> str:
@@ -123,21 +146,23 @@ def report(tasks: list[str], folder: Path, out: Path) -> str:
         full = by_config.get(full_fp, {})
         full_e = {seed: r["metric"] for (lvl, seed), r in full.items() if lvl == -epochs}
         fewer = "-"
-        for (lvl, _), r in sorted(full.items()):
-            if -lvl < epochs:
-                seeds = [s for (lv, s) in full if lv == lvl and s in full_e]
-                gap = statistics.mean(full[lvl, s]["metric"] - full_e[s] for s in seeds) if seeds else -1
-                if gap >= -0.002:
-                    fewer = f"{100 * r['saved']:.0f}%"
-                    break
+        shorter = sorted({-lvl for (lvl, _) in full if -lvl < epochs}, reverse=True)  # fewest epochs saved first
+        for n_epochs in shorter:  # the largest saving before the first budget that falls 0.2 points below full
+            seeds = [s for (lv, s) in full if lv == -n_epochs and s in full_e]
+            gap = statistics.mean(full[-n_epochs, s]["metric"] - full_e[s] for s in seeds) if seeds else -1.0
+            saved = 1 - n_epochs / epochs
+            if gap < -0.002:
+                fewer = fewer if fewer != "-" else f"< {100 * saved:.0f}%"
+                break
+            fewer = f"{100 * saved:.0f}%"
         for ranking in RANKINGS:
             tol = by_config.get(fp.get(("tolerance", ranking)), {})
             tol_runs = [r for (lvl, s), r in tol.items() if s in full_e]
             tol_saved = f"{100 * statistics.mean(r['saved'] for r in tol_runs):.0f}%" if tol_runs else "-"
             tol_gain = _mean_se([r["metric"] - full_e[r["seed"]] for r in tol_runs])
+            budget = _by_target(by_config.get(fp.get(("budget", ranking)), {}))
+            coaster = _by_target(by_config.get(fp.get(("rollercoaster", ranking)), {}))
             for target in TARGETS:
-                budget = by_config.get(fp.get(("budget", ranking)), {})
-                coaster = by_config.get(fp.get(("rollercoaster", ranking)), {})
                 diffs = [budget[k]["metric"] - coaster[k]["metric"] for k in budget if k[0] == target and k in coaster]
                 lines.append(f"| {task} | {ranking} | {target:.0%} | {_mean_se(diffs)} | {len(diffs)} | {tol_saved} | "
                              f"{tol_gain} | {fewer} |")  # fmt: skip
@@ -157,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if not args.report_only:
         run(args.tasks, args.seeds, args.configs, args.out, args.threads)
+    config_reports(args.tasks, args.seeds, args.configs, args.out)
     print(report(args.tasks, args.configs, args.out))
 
 
