@@ -176,7 +176,10 @@ def continue_run(task, snap, data, seed, phase, weights) -> dict[str, float]:
     model = make_model(task)
     model.load_state_dict(snap["model"])
     opt = new_optimizer(model, task)
-    opt.load_state_dict(snap["opt"])
+    # a copy: Optimizer.load_state_dict keeps the given state tensors (momentum, Adam moments and step) as its
+    # own and updates them in place, so without it every continuation would start from the momentum the
+    # previous continuation from this checkpoint left behind
+    opt.load_state_dict(copy.deepcopy(snap["opt"]))
     x, y, xv, yv = data
     torch.manual_seed(10_000 * seed + phase)  # dropout (MiniLM): the same stream from every checkpoint
     for e in range(phase, phase + task.horizon):
