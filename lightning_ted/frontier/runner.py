@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import lightning as L
 import torch
@@ -50,10 +51,25 @@ class MetricTap(L.Callback):
             self.last = (trainer.current_epoch, float(value))
 
 
-def _quiet() -> None:
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning_ted", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+@contextmanager
+def _quiet(threads: int | None) -> Iterator[None]:
+    """Runs print no Lightning INFO lines or warnings and use ``threads`` torch threads; the caller's logging
+    levels, warning filters and thread count are restored afterwards (the command may run inside a notebook)."""
+    names = ("lightning.pytorch", "lightning.fabric", "lightning_ted", "pytorch_lightning")
+    levels = {name: logging.getLogger(name).level for name in names}
+    before = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore")
+            for name in names:
+                logging.getLogger(name).setLevel(logging.ERROR)
+            if threads is not None:
+                torch.set_num_threads(threads)
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        torch.set_num_threads(before)
 
 
 def final_metric(trainer: L.Trainer, model, dm, tap: MetricTap) -> float:
@@ -115,10 +131,11 @@ def fit_one(
     torch's thread count (``threads`` when given, else the process's as it is); ``measure(trainer, model,
     datamodule) -> dict`` (a module-level function, so workers can pickle it) adds its own measures under
     ``"extra"`` (the benchmark's test accuracy and flipped-label share)."""
-    start = time.perf_counter()
-    _quiet()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    with _quiet(threads):
+        return _fit_quietly(config, run, metric, full_epochs, measure, time.perf_counter())
+
+
+def _fit_quietly(config: dict, run: Run, metric: str, full_epochs: int, measure: Callable | None, start: float) -> dict:
     cli = _run_cli(config)
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
     if not isinstance(dm, DynamicPruningDataModule):

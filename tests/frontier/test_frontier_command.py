@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import requires_mnist
 
@@ -64,7 +67,11 @@ def test_frontier_writes_table_plot_runs_and_overhead_then_resumes_without_rerun
     }})  # fmt: skip
     out = tmp_path / "out"
     args = ["--config", str(config), "--budgets", "0.5", "--seeds", "2", "--out", str(out)]
+    level, threads, filters = logging.getLogger("lightning.pytorch").level, torch.get_num_threads(), warnings.filters[:]
     assert main(args) == 0
+    # run in-process (a notebook), the command leaves the caller's logging, warnings and threads as they were
+    assert logging.getLogger("lightning.pytorch").level == level and torch.get_num_threads() == threads
+    assert warnings.filters == filters
     runs = (out / "runs.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in runs]
     assert sorted((r["method"], r["epochs"], r["seed"]) for r in records) == [
