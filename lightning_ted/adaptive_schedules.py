@@ -22,6 +22,7 @@ Research only: see the README's *How TED works* for what the frontier showed of 
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 
 from lightning_ted.observe.generalization import GeneralizationMeter, GeneralizationReading
 from lightning_ted.schedules import PruneSchedule, _check_ratio
@@ -29,11 +30,6 @@ from lightning_ted.schedules import PruneSchedule, _check_ratio
 
 class GeneralizationSchedule(PruneSchedule):
     """Base of the schedules driven by ``ig/ratio``; bound to the datamodule's meter at setup (:meth:`attach`)."""
-
-    #: whether the run's step count is known before training (the budget form: yes).
-    steps_known = True
-    #: the argument ``lightning-ted frontier`` sets per run (``--ratios``/``--targets``) instead of ``ratio``.
-    level_argument = "ratio"
 
     def __init__(self, window: int = 2, warmup_epochs: int = 1, anneal: float = 0.125, max_epochs=None) -> None:
         if int(window) != window or window < 1:
@@ -65,16 +61,13 @@ class GeneralizationSchedule(PruneSchedule):
     def _pruning_window(self) -> range:
         return range(self.warmup_epochs, self.warmup_epochs + self.pruning_epochs)
 
-    def prune_ratio(self, epoch: int) -> float:
-        if epoch not in self._pruning_window():
-            return 0.0
+    def _pruning_ratio(self, t: int, T: int) -> float:
+        epoch = self.warmup_epochs + t - 1
         return self._ratios(epoch)[epoch]
 
-    def _pruning_ratio(self, t: int, T: int) -> float:  # prune_ratio is overridden: ratios depend on the readings
-        raise NotImplementedError
-
+    @abstractmethod
     def _ratios(self, through: int) -> dict[int, float]:
-        raise NotImplementedError
+        """The ratio of every pruning epoch up to ``through``, each from the readings of the epochs before it."""
 
 
 class GeneralizationBudgetSchedule(GeneralizationSchedule):
@@ -99,6 +92,7 @@ class GeneralizationBudgetSchedule(GeneralizationSchedule):
     """
 
     level_argument = "saved"
+    moves_whole_steps = True
 
     def __init__(self, saved: float = 0.3, swing: float = 0.5, max_ratio: float = 0.8, window: int = 2,
                  warmup_epochs: int = 1, anneal: float = 0.125, max_epochs: int | None = None) -> None:  # fmt: skip
@@ -121,8 +115,8 @@ class GeneralizationBudgetSchedule(GeneralizationSchedule):
         super().attach(meter, num_samples, quantum, max_drop, exact_counts)
         self._plan()  # refuse an unreachable saving now, not at the first pruning epoch
 
-    def _plan(self) -> tuple[int, int, int]:
-        """``(quanta to drop over the run, most quanta per epoch, samples per quantum)``."""
+    def _plan(self) -> tuple[int, int, int, int]:
+        """``(quanta to drop over the run, most quanta per epoch, samples per quantum, samples)``."""
         n = self.num_samples or 1_000_000  # unattached (a doctest, a plot): ratios from a large N
         quantum = self.quantum if self.num_samples else 1
         max_drop = self.max_drop if self.num_samples else n
@@ -135,11 +129,10 @@ class GeneralizationBudgetSchedule(GeneralizationSchedule):
                 f"at most {per_epoch * quantum} each (max_ratio={self.max_ratio:g}, the method's max_weight, whole "
                 "steps); lower saved, raise max_ratio, or shorten warmup_epochs/anneal."
             )
-        return total, per_epoch, quantum
+        return total, per_epoch, quantum, n
 
     def _ratios(self, through: int) -> dict[int, float]:
-        total, per_epoch, quantum = self._plan()
-        n = self.num_samples or 1_000_000
+        total, per_epoch, quantum, n = self._plan()
         window = list(self._pruning_window())
         ratios, left = {}, total
         for i, epoch in enumerate(window):

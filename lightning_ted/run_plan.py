@@ -93,7 +93,7 @@ def total_optimizer_steps(dm: Any) -> int:
             "it, so the step count is not known before training; use an epoch-based learning-rate schedule "
             "(lr_scheduler interval='epoch'), or GeneralizationBudgetSchedule, whose step count is fixed in advance."
         )
-    if getattr(dm.schedule, "meter", None) is not None and dm.trainer.limit_train_batches not in (1, 1.0):
+    if dm.schedule.moves_whole_steps and dm.trainer.limit_train_batches not in (1, 1.0):
         raise RuntimeError(
             f"{type(dm.schedule).__name__} moves drops between epochs in whole steps, which keeps the step total only "
             f"while every epoch runs all its batches; Trainer(limit_train_batches={dm.trainer.limit_train_batches}) "

@@ -103,6 +103,11 @@ class PruneSchedule(ABC):
 
     #: whether the run's kept counts, so its optimizer steps, are known before training (see adaptive_schedules.py)
     steps_known = True
+    #: whether it moves drops between epochs in whole optimizer steps, which keeps the step total only while every
+    #: epoch runs all its batches (``GeneralizationBudgetSchedule``)
+    moves_whole_steps = False
+    #: the argument ``lightning-ted frontier`` sets per run (``--ratios``/``--targets``)
+    level_argument = "ratio"
 
     def attach(self, meter: object, num_samples: int, quantum: int, max_drop: int, exact_counts: bool) -> None:  # noqa: B027
         """Bound to a run at setup: its internal-generalization meter, ``num_samples``, the samples one optimizer

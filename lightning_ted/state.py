@@ -159,7 +159,7 @@ class ScoreState:
                 f"observed sample index out of range [0, {self.num_samples}): the dataset changed size during "
                 "training; pruning needs a fixed-length map-style dataset."
             )
-        idx, values = _first_occurrence(idx, values.to(torch.float32), self.num_samples)
+        idx, values = first_occurrence(idx, values.to(torch.float32), self.num_samples)
         fresh = self.seen[idx] == 0
         self.seen[idx] += 1
         self.last_epoch[idx] = epoch
@@ -213,7 +213,7 @@ class ScoreState:
         return sum(t.element_size() * t.numel() for t in tensors)
 
 
-def _first_occurrence(idx: Tensor, values: Tensor, size: int) -> tuple[Tensor, Tensor]:
+def first_occurrence(idx: Tensor, values: Tensor, size: int) -> tuple[Tensor, Tensor]:
     """Drop repeated indices (all in ``[0, size)``), keeping each one's first occurrence (one scatter)."""
     dtype = torch.int32 if idx.numel() < torch.iinfo(torch.int32).max else torch.int64
     pos = torch.arange(idx.numel(), dtype=dtype)

@@ -27,7 +27,7 @@ def _schedule_class(entry: dict):
 def _schedule(entry: dict | None, ratio: float, max_epochs: int):
     entry = entry or {"class_path": "lightning_ted.RollerCoasterSchedule"}
     cls = _schedule_class(entry)
-    level = getattr(cls, "level_argument", "ratio")
+    level = cls.level_argument
     try:
         schedule = cls(**{**entry.get("init_args", {}), level: ratio})
         schedule.follow(max_epochs)
@@ -47,12 +47,12 @@ def ratio_for_target(entry: dict | None, target: float, max_epochs: int) -> floa
     budget schedule (``level_argument = "saved"``) takes the target itself; one that fixes no saving in advance
     (``steps_known = False``) cannot take a target."""
     cls = _schedule_class(entry) if entry else None
-    if cls is not None and not getattr(cls, "steps_known", True):
+    if cls is not None and not cls.steps_known:
         raise FrontierRefusal(
             f"--targets: {cls.__name__} follows the readings of each run, so it fixes no saving in advance; give "
-            f"its {getattr(cls, 'level_argument', 'ratio')} with --ratios instead (each run reports what it saved)"
+            f"its {cls.level_argument} with --ratios instead (each run reports what it saved)"
         )
-    if cls is not None and getattr(cls, "level_argument", "ratio") == "saved":
+    if cls is not None and cls.level_argument == "saved":
         try:
             expected_saving(entry, target, max_epochs)  # the schedule refuses a saving its epochs cannot reach
         except ValueError as err:

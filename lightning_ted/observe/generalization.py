@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lightning_ted.state import first_occurrence
+
 _KEPT_SUM, _KEPT_N, _PRUNED_SUM, _RETURNED_N, _OUT_EPOCHS, _LOSS_SUM, _LOSS_N = range(7)
 _COLUMNS = 7
 #: edges of the previous-loss bins the pruned reading is matched on (below 1e-4 and above 100 are bins too).
@@ -131,11 +133,6 @@ class GeneralizationMeter:
             bins[: self.bin_sums.shape[0]] = self.bin_sums
             self.bin_sums = bins
 
-    def kept_rate(self) -> Tensor:
-        """Kept loss change per epoch so far (``nan`` for epochs without continuing samples)."""
-        n = self.sums[:, _KEPT_N]
-        return torch.where(n > 0, self.sums[:, _KEPT_SUM] / n.clamp_min(1), math.nan)
-
     def kept_rate_by_bin(self) -> Tensor:
         """Kept loss change per epoch and previous-loss bin (``nan`` where no kept sample fell in the bin)."""
         total, n = self.bin_sums[..., 0], self.bin_sums[..., 1]
@@ -150,11 +147,7 @@ class GeneralizationMeter:
         idx, loss = index[valid].to(torch.int64), loss[valid].to(torch.float32)
         if idx.numel() == 0:
             return
-        first = torch.full((self.num_samples,), idx.numel(), dtype=torch.int64)
-        pos = torch.arange(idx.numel())
-        first.scatter_reduce_(0, idx, pos, reduce="amin")
-        once = first[idx] == pos
-        idx, loss = idx[once], loss[once]
+        idx, loss = first_occurrence(idx, loss, self.num_samples)
         prev = last_epoch[idx].to(torch.int64)
         before = self.last_loss[idx].double()
         delta = loss.double() - before
@@ -204,13 +197,10 @@ class GeneralizationMeter:
         both = rows[(rows[:, _RETURNED_N] > 0) & (rows[:, _KEPT_N] > 0)]
         return self._reading(both.sum(dim=0) if len(both) else torch.zeros(_COLUMNS, dtype=torch.float64), len(both))
 
-    def run_reading(self) -> GeneralizationReading:
-        """The whole run pooled (see :meth:`pooled`)."""
-        return self.pooled()
-
     def summary_values(self) -> dict[str, float]:
-        """``summary/ig_*``: the run's pooled readings, for the end-of-fit summary (empty without returns)."""
-        run = self.run_reading()
+        """``summary/ig_*``: the whole run pooled (:meth:`pooled`), for the end-of-fit summary (empty without
+        returns)."""
+        run = self.pooled()
         if run.returned_samples == 0:
             return {}
         values = {
