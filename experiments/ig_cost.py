@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from score_validity import RESULTS, TASKS, Task, full_run, load, make_model, new_optimizer, rows_of, train_epoch
 from score_validity_report import append, read_cache, stale_note
 
-from lightning_ted.selection import epoch_generator
+from lightning_ted.core.selection import epoch_generator
 
 FRAC = 0.3
 DEFAULT_TASKS = ["mnist_mlp", "fashion", "cifar10_noaug"]

@@ -31,8 +31,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_ted import TED, ConstantSchedule, DynamicPruningDataModule, TEDPruningCallback, pruned_loss
-from lightning_ted.loader import KeptDataset
-from lightning_ted.taylor import HeadCapture
+from lightning_ted.data.loader import KeptDataset
+from lightning_ted.methods.taylor import HeadCapture
 from lightning_ted.zoo.datasets import load_image_classification
 from lightning_ted.zoo.demo import ImageClassifier
 

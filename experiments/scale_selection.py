@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
+from lightning_ted.core.selection import epoch_generator
+from lightning_ted.core.state import COLUMNS, Observations, ScoreState
 from lightning_ted.methods import TED
-from lightning_ted.selection import epoch_generator
-from lightning_ted.state import COLUMNS, Observations, ScoreState
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from lightning_ted.core.selection import Selection, epoch_generator, lowest_k_mask
+from lightning_ted.core.state import ScoreState
 from lightning_ted.methods import EL2N, Forgetting, InfoBatch, PruningMethod, RandomSubset
 from lightning_ted.methods.base import HeadStep
+from lightning_ted.methods.taylor import HeadCapture
 from lightning_ted.research import TEDVariant
-from lightning_ted.selection import Selection, epoch_generator, lowest_k_mask
-from lightning_ted.state import ScoreState
-from lightning_ted.taylor import HeadCapture
 
 
 def _ted(**kw) -> TEDVariant:

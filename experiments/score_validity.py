@@ -28,8 +28,8 @@ from score_rules import OWN_RULES, RULES, ScoreTracker
 from score_validity_report import append, read_cache, report, summary
 from torch import nn
 
-from lightning_ted.selection import epoch_generator
-from lightning_ted.taylor import find_head
+from lightning_ted.core.selection import epoch_generator
+from lightning_ted.methods.taylor import find_head
 from lightning_ted.zoo.data import normalize_images
 from lightning_ted.zoo.datasets import CIFAR10_MEAN, CIFAR10_STD, load_image_classification
 from lightning_ted.zoo.models import SmallCNN

@@ -1,9 +1,12 @@
 """lightning-ted: dynamic data pruning with TED scores for PyTorch Lightning."""
 
-from lightning_ted.batch import IndexedSample
-from lightning_ted.callback import TEDPruningCallback
-from lightning_ted.datamodule import DynamicPruningDataModule
-from lightning_ted.loss import distillation_loss, pruned_loss, sequence_loss
+from lightning_ted.adapters.callback import TEDPruningCallback
+from lightning_ted.adapters.datamodule import DynamicPruningDataModule
+from lightning_ted.adapters.loss import distillation_loss, pruned_loss, sequence_loss
+from lightning_ted.adapters.steps import total_optimizer_steps
+from lightning_ted.core.batch import IndexedSample
+from lightning_ted.core.schedules import ConstantSchedule, LinearSchedule, PruneSchedule, RollerCoasterSchedule
+from lightning_ted.core.selection import Selection
 from lightning_ted.methods import (
     CAT,
     CCS,
@@ -22,9 +25,6 @@ from lightning_ted.methods import (
     SeTa,
     build_method,
 )
-from lightning_ted.schedules import ConstantSchedule, LinearSchedule, PruneSchedule, RollerCoasterSchedule
-from lightning_ted.selection import Selection
-from lightning_ted.steps import total_optimizer_steps
 
 __all__ = [
     "CAT",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from lightning_ted.datamodule import DynamicPruningDataModule
+from lightning_ted.adapters.datamodule import DynamicPruningDataModule
 from lightning_ted.frontier.errors import FrontierRefusal
 from lightning_ted.frontier.metric import resolve_mode
 from lightning_ted.frontier.plan import Run
@@ -67,7 +67,7 @@ def _hash(payload: dict) -> str:
 
 def level_argument(schedule: dict | None) -> str:
     """The schedule argument a run's level sets: ``ratio``, unless the class names another (``level_argument``:
-    ``saved`` for a budget, ``tolerance`` for :mod:`lightning_ted.adaptive_schedules`)."""
+    ``saved`` for a budget, ``tolerance`` for :mod:`lightning_ted.core.adaptive_schedules`)."""
     cls = _import(schedule.get("class_path", "")) if isinstance(schedule, dict) else None
     return getattr(cls, "level_argument", "ratio")
 

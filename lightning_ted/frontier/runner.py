@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import lightning as L
 import torch
 
-from lightning_ted.datamodule import DynamicPruningDataModule
+from lightning_ted.adapters.datamodule import DynamicPruningDataModule
 from lightning_ted.frontier.errors import FrontierRefusal
 from lightning_ted.frontier.horizon import HorizonCheck
 from lightning_ted.frontier.plan import Run

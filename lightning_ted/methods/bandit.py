@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from lightning_ted.core.selection import Selection, lowest_k_mask
+from lightning_ted.core.state import Observations, ScoreState
 from lightning_ted.methods.base import PruningMethod
-from lightning_ted.selection import Selection, lowest_k_mask
-from lightning_ted.state import Observations, ScoreState
 
 
 class _LossEMA(PruningMethod):

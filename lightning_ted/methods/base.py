@@ -13,9 +13,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from lightning_ted.selection import Selection, min_kept
-from lightning_ted.state import Observations, ScoreState
-from lightning_ted.taylor import HeadCapture, calls_statistic
+from lightning_ted.core.selection import Selection, min_kept
+from lightning_ted.core.state import Observations, ScoreState
+from lightning_ted.methods.taylor import HeadCapture, calls_statistic
 
 #: default bound on any kept sample's loss weight (see :attr:`PruningMethod.max_weight`).
 DEFAULT_MAX_WEIGHT = 10.0

@@ -6,9 +6,9 @@ import math
 
 import torch
 
+from lightning_ted.core.selection import Selection, epoch_generator
+from lightning_ted.core.state import ScoreState
 from lightning_ted.methods.static import EL2N
-from lightning_ted.selection import Selection, epoch_generator
-from lightning_ted.state import ScoreState
 
 _STRATA_STREAM = 6
 

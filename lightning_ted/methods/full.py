@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from lightning_ted.core.selection import Selection
+from lightning_ted.core.state import ScoreState
 from lightning_ted.methods.base import PruningMethod
-from lightning_ted.selection import Selection
-from lightning_ted.state import ScoreState
 
 
 class FullData(PruningMethod):

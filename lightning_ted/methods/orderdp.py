@@ -7,9 +7,9 @@ import numbers
 
 import torch
 
+from lightning_ted.core.selection import Selection, lowest_k_mask
+from lightning_ted.core.state import ScoreState
 from lightning_ted.methods.base import PruningMethod
-from lightning_ted.selection import Selection, lowest_k_mask
-from lightning_ted.state import ScoreState
 
 
 class OrderDP(PruningMethod):

@@ -7,9 +7,9 @@ import math
 import torch
 from torch import Tensor
 
+from lightning_ted.core.selection import Selection
+from lightning_ted.core.state import ScoreState
 from lightning_ted.methods.base import PruningMethod
-from lightning_ted.selection import Selection
-from lightning_ted.state import ScoreState
 
 
 class SeTa(PruningMethod):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lightning_ted.core.selection import Selection, epoch_generator, kth_smallest
+from lightning_ted.core.state import Observations, ScoreState
 from lightning_ted.methods.base import PruningMethod
-from lightning_ted.selection import Selection, epoch_generator, kth_smallest
-from lightning_ted.state import Observations, ScoreState
 
 _TIE_STREAM = 5  # generator stream of the fixed tie-breaking keys
 

@@ -15,17 +15,17 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, HeadStep, PruningMethod, TrainedBefore
-from lightning_ted.methods.ted_scores import SCALE_FREE, head_score
-from lightning_ted.selection import (
+from lightning_ted.core.selection import (
     Selection,
     bounded_drop,
     min_kept,
     random_drop_selection,
     stale_protected_selection,
 )
-from lightning_ted.state import Observations, ScoreState
-from lightning_ted.taylor import batch_reference
+from lightning_ted.core.state import Observations, ScoreState
+from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, HeadStep, PruningMethod, TrainedBefore
+from lightning_ted.methods.taylor import batch_reference
+from lightning_ted.methods.ted_scores import SCALE_FREE, head_score
 
 
 class TED(PruningMethod):
@@ -44,7 +44,7 @@ class TED(PruningMethod):
 
     Example:
         >>> import torch
-        >>> from lightning_ted.state import ScoreState
+        >>> from lightning_ted.core.state import ScoreState
         >>> state = ScoreState(10)
         >>> state.score = torch.arange(10.0)
         >>> state.last_epoch[:] = 0
@@ -151,7 +151,7 @@ class TED(PruningMethod):
         """Only scored samples are dropped, so an epoch keeps every sample no earlier epoch trained. Of ``S``
         scored ones a drop among candidates drops ``min(d, S - ceil(S / max_weight))`` of the schedule's ``d``
         for ``q < 1`` (the weight bound caps it), ``min(d, S)`` for ``q = 1``; once stale samples may exist
-        (``max_staleness``) either can happen (:func:`~lightning_ted.selection.stale_protected_selection`).
+        (``max_staleness``) either can happen (:func:`~lightning_ted.core.selection.stale_protected_selection`).
         With every sample scored both are ``d``."""
         bound = self.max_weight if self.reweights else math.inf
         n_drop = bounded_drop(num_samples, prune_ratio, bound)

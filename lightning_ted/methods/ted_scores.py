@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightning_ted.state import Observations, ScoreState
-from lightning_ted.taylor import grad_sq_norms, score_values, self_terms
+from lightning_ted.core.state import Observations, ScoreState
+from lightning_ted.methods.taylor import grad_sq_norms, score_values, self_terms
 
 #: every reading the research class accepts; :class:`~lightning_ted.methods.TED` accepts a measured few.
 ALL_SCORES = ("igd", "cross", "ratio", "cosine", "grad_norm", "horizon", "ig")

@@ -14,8 +14,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from lightning_ted.compat import logger_classes
-from lightning_ted.selection import Selection
+from lightning_ted.adapters.compat import logger_classes
+from lightning_ted.core.selection import Selection
 
 SAMPLE = 1 << 20  # quantiles and histograms are read from a strided sample of at most this many scores
 MAX_CLASSES = 100  # kept fraction per class is logged for at most this many classes

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lightning_ted.state import first_occurrence
+from lightning_ted.core.state import first_occurrence
 
 _KEPT_SUM, _KEPT_N, _PRUNED_SUM, _RETURNED_N, _OUT_EPOCHS, _LOSS_SUM, _LOSS_N = range(7)
 _COLUMNS = 7

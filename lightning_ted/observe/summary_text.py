@@ -1,5 +1,5 @@
 """The end-of-fit summary as printed (rank zero): one line per quantity, per-class shares, then notes.
-Computed by :class:`~lightning_ted.fit_summary.FitSummary`; kept apart so the counting stays short."""
+Computed by :class:`~lightning_ted.adapters.fit_summary.FitSummary`; kept apart so the counting stays short."""
 
 from __future__ import annotations
 

@@ -14,9 +14,9 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from lightning_ted.pruned_reference import pruned_indices, pruned_reference
-from lightning_ted.selection import epoch_generator
-from lightning_ted.taylor import batch_reference
+from lightning_ted.core.selection import epoch_generator
+from lightning_ted.methods.pruned_reference import pruned_indices, pruned_reference
+from lightning_ted.methods.taylor import batch_reference
 
 FORWARD_REFERENCES = ("pruned", "all")  # need the per-epoch forward-only pass over pruned samples
 

@@ -30,14 +30,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_ted.core.pps import positive_size, pps_selection, within_cohorts
+from lightning_ted.core.selection import Selection, lowest_k_mask
+from lightning_ted.core.state import Observations, ScoreState
 from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, HeadStep, TrainedBefore
+from lightning_ted.methods.pruned_reference import require_loss_method
 from lightning_ted.methods.ted import TED
 from lightning_ted.methods.ted_scores import ALL_SCORES, head_score, internal_generalization_update
-from lightning_ted.pps import positive_size, pps_selection, within_cohorts
-from lightning_ted.pruned_reference import require_loss_method
 from lightning_ted.research.ted_reference import TEDReference
-from lightning_ted.selection import Selection, lowest_k_mask
-from lightning_ted.state import Observations, ScoreState
 
 REFERENCES = ("batch", "ema", "pruned", "all")
 SELECTIONS = ("drop", "pps")

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, default_collate
 
-from lightning_ted.batch import IndexedSample
-from lightning_ted.loader import loader_kwargs
-from lightning_ted.resume import EpochCursor, checked_batches, warn_without_record
-from lightning_ted.selection import Selection, epoch_generator
+from lightning_ted.core.batch import IndexedSample
+from lightning_ted.core.resume import EpochCursor, checked_batches, warn_without_record
+from lightning_ted.core.selection import Selection, epoch_generator
+from lightning_ted.data.loader import loader_kwargs
 from lightning_ted.streaming.stream import PrunedStream, Remainder, collate_kept, dense_weights, unbatched
 
 

@@ -173,7 +173,7 @@ def train_source(dataset: Any, stream: bool | None, id_column: str | int | None)
     :class:`StreamingMapView`); another ``IterableDataset`` streams when it has a length and ``id_column``
     names its ids; a map-style dataset takes the map-style path. Anything else is refused with what to do.
     """
-    from lightning_ted.wrapping import check_map_style  # map-style checks stay where they are
+    from lightning_ted.adapters.wrapping import check_map_style  # map-style checks stay where they are
 
     name = type(dataset).__name__
     if is_streaming_dataset(dataset):

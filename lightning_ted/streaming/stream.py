@@ -1,7 +1,7 @@
 """The worker side of a streamed epoch: the source's items with the epoch's pruned samples dropped.
 
 Each worker iterates its own share of the source (the dataset's split) and drops, before collation, every
-sample the epoch's :class:`~lightning_ted.selection.Selection` does not keep; kept ones are collated into
+sample the epoch's :class:`~lightning_ted.core.selection.Selection` does not keep; kept ones are collated into
 ``IndexedSample(batch, index, weight)``. The per-sample test is one lookup in a dense weight array (0 =
 pruned), so reading stays as full as without pruning; the model never computes on a pruned sample.
 
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from lightning_ted.batch import IndexedSample
-from lightning_ted.selection import Selection
+from lightning_ted.core.batch import IndexedSample
+from lightning_ted.core.selection import Selection
 
 
 def dense_weights(selection: Selection) -> np.ndarray:

@@ -17,12 +17,12 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from lightning_ted.callback import TEDPruningCallback
-from lightning_ted.datamodule import DynamicPruningDataModule
-from lightning_ted.loss import pruned_loss
+from lightning_ted.adapters.callback import TEDPruningCallback
+from lightning_ted.adapters.datamodule import DynamicPruningDataModule
+from lightning_ted.adapters.loss import pruned_loss
+from lightning_ted.adapters.steps import total_optimizer_steps
+from lightning_ted.core.schedules import RollerCoasterSchedule
 from lightning_ted.methods import TED, FullData, PruningMethod
-from lightning_ted.schedules import RollerCoasterSchedule
-from lightning_ted.steps import total_optimizer_steps
 from lightning_ted.zoo.datasets import load_image_classification
 from lightning_ted.zoo.models import SmallCNN
 

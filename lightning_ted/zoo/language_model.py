@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.aggregation import SumMetric
 
-from lightning_ted.loss import pruned_loss, sequence_loss
+from lightning_ted.adapters.loss import pruned_loss, sequence_loss
 
 
 class TinyGPT(nn.Module):

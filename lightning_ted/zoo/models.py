@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_ted.loss import pruned_loss
+from lightning_ted.adapters.loss import pruned_loss
 
 OPTIMIZERS = ("sgd", "adamw")
 

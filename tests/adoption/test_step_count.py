@@ -11,8 +11,8 @@ from conftest import rank_results, run_worker
 from lightning.pytorch.callbacks import Callback
 from steps_project import fit
 
+from lightning_ted.core.run_plan import StepCountWarning, epoch_plans
 from lightning_ted.methods import METHODS
-from lightning_ted.run_plan import StepCountWarning, epoch_plans
 
 SCRIPT = Path(__file__).resolve().parent / "steps_project.py"
 OPTIONS = [

@@ -176,7 +176,7 @@ def test_user_gives_an_adaptive_schedule_a_setting_out_of_range_is_refused(make,
 def test_the_examples_in_the_docstrings_run():
     import doctest
 
-    from lightning_ted import adaptive_schedules
+    from lightning_ted.core import adaptive_schedules
 
     result = doctest.testmod(adaptive_schedules, verbose=False)
     assert result.attempted >= 2 and result.failed == 0

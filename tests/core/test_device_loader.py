@@ -12,12 +12,12 @@ from test_resume import SaveAt
 from torch.utils.data import TensorDataset
 
 from lightning_ted import TED, ConstantSchedule, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
-from lightning_ted.batch import IndexedCollate, IndexedSample
-from lightning_ted.device_loader import DeviceResidentLoader, wants_device_resident
-from lightning_ted.epoch_order import EpochShuffleSampler
-from lightning_ted.loader import KeptDataset, PruningDataLoader
-from lightning_ted.resume import EpochCursor
-from lightning_ted.selection import random_drop_selection
+from lightning_ted.core.batch import IndexedCollate, IndexedSample
+from lightning_ted.core.epoch_order import EpochShuffleSampler
+from lightning_ted.core.resume import EpochCursor
+from lightning_ted.core.selection import random_drop_selection
+from lightning_ted.data.device_loader import DeviceResidentLoader, wants_device_resident
+from lightning_ted.data.loader import KeptDataset, PruningDataLoader
 from lightning_ted.zoo.demo import ImageClassifier
 
 

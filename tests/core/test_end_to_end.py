@@ -111,9 +111,9 @@ def test_tensor_dataset_batches_are_gathered_exactly_as_default_collate_builds_t
     """The one-index-per-batch path for TensorDataset gives the batch, indices and weights of the per-item path."""
     from torch.utils.data import TensorDataset
 
-    from lightning_ted.batch import IndexedCollate
-    from lightning_ted.loader import KeptDataset
-    from lightning_ted.selection import Selection
+    from lightning_ted.core.batch import IndexedCollate
+    from lightning_ted.core.selection import Selection
+    from lightning_ted.data.loader import KeptDataset
 
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(60, 1, 4, 4, generator=g), torch.randint(0, 10, (60,), generator=g))

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from lightning_ted import TED
+from lightning_ted.core.selection import epoch_generator
+from lightning_ted.core.state import ScoreState
 from lightning_ted.methods import METHODS
 from lightning_ted.methods.base import TrainedBefore
 from lightning_ted.research import TEDVariant
-from lightning_ted.selection import epoch_generator
-from lightning_ted.state import ScoreState
 
 N = 200
 

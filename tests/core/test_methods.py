@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from lightning_ted import distillation_loss
+from lightning_ted.core.selection import Selection
+from lightning_ted.core.state import Observations, ScoreState
 from lightning_ted.methods import (
     CAT,
     CCS,
@@ -27,8 +29,6 @@ from lightning_ted.methods import (
     WeightBoundWarning,
 )
 from lightning_ted.research import TEDVariant
-from lightning_ted.selection import Selection
-from lightning_ted.state import Observations, ScoreState
 
 
 # ------------------------------------------------------------------------------- helpers

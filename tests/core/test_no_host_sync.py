@@ -21,12 +21,12 @@ from lightning.pytorch.callbacks import Callback
 from torch.overrides import TorchFunctionMode
 
 from lightning_ted import EL2N, TED, ConstantSchedule, DynamicPruningDataModule, Forgetting, TEDPruningCallback
-from lightning_ted.batch import BatchContext
-from lightning_ted.device_loader import DeviceResidentLoader
+from lightning_ted.adapters.step_checks import FirstStepChecks
+from lightning_ted.core.batch import BatchContext
+from lightning_ted.core.state import ScoreState
+from lightning_ted.data.device_loader import DeviceResidentLoader
+from lightning_ted.methods.taylor import HeadCapture, _HeadCall
 from lightning_ted.research import TEDVariant
-from lightning_ted.state import ScoreState
-from lightning_ted.step_checks import FirstStepChecks
-from lightning_ted.taylor import HeadCapture, _HeadCall
 from lightning_ted.zoo.demo import ImageClassifier
 
 _SYNCING = {

@@ -17,9 +17,9 @@ from lightning.pytorch.callbacks import Callback
 from test_pruned_reference import MLP
 
 from lightning_ted import ConstantSchedule, DynamicPruningDataModule, OrderDP, TEDPruningCallback, build_method
+from lightning_ted.core.state import Observations, ScoreState
 from lightning_ted.methods import METHODS, orderdp
 from lightning_ted.methods.base import TrainedBefore
-from lightning_ted.state import Observations, ScoreState
 
 INF = math.inf
 RATIOS = [0.0, 0.05, 0.2, 0.3625, 0.5, 0.7, 0.9, 0.95]

@@ -8,8 +8,7 @@ import math
 import pytest
 import torch
 
-from lightning_ted.methods import TED
-from lightning_ted.pps import (
+from lightning_ted.core.pps import (
     _order_key,
     inclusion_probabilities,
     positive_size,
@@ -17,9 +16,10 @@ from lightning_ted.pps import (
     systematic_sample,
     within_cohorts,
 )
+from lightning_ted.core.selection import epoch_generator, random_drop_selection
+from lightning_ted.core.state import Observations, ScoreState
+from lightning_ted.methods import TED
 from lightning_ted.research import TEDVariant
-from lightning_ted.selection import epoch_generator, random_drop_selection
-from lightning_ted.state import Observations, ScoreState
 
 
 def _scored_state(scores: torch.Tensor, epoch: int = 0, losses: torch.Tensor | None = None) -> ScoreState:

@@ -10,8 +10,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins import MixedPrecision
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
+from lightning_ted.core.state import Observations
 from lightning_ted.research import TEDVariant
-from lightning_ted.state import Observations
 from lightning_ted.zoo.demo import ImageClassifier
 
 

@@ -17,9 +17,9 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback, pruned_loss
-from lightning_ted.pruned_reference import pruned_indices
+from lightning_ted.core.selection import Selection, epoch_generator
+from lightning_ted.methods.pruned_reference import pruned_indices
 from lightning_ted.research import TEDVariant
-from lightning_ted.selection import Selection, epoch_generator
 
 
 class MLP(L.LightningModule):

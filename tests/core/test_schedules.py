@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from lightning_ted.schedules import ConstantSchedule, LinearSchedule, RollerCoasterSchedule
+from lightning_ted.core.schedules import ConstantSchedule, LinearSchedule, RollerCoasterSchedule
 
 # (max_epochs E, warmup W, anneal fraction, anneal epochs A worked out by hand). No combination has
 # anneal * E exactly on .5, so A does not depend on the rounding convention.

@@ -8,8 +8,8 @@ from fractions import Fraction
 import pytest
 import torch
 
+from lightning_ted.core.selection import Selection, epoch_generator, kth_smallest, lowest_k_mask, random_drop_selection
 from lightning_ted.methods import TED
-from lightning_ted.selection import Selection, epoch_generator, kth_smallest, lowest_k_mask, random_drop_selection
 
 
 def _distinct_scores(n: int, seed: int) -> torch.Tensor:
@@ -242,7 +242,7 @@ def _simulate(method, ratios, n=4000, seed=0):
     Returns the longest run between two trainings of any sample, the kept counts and the dropped-set
     overlaps between consecutive pruned epochs.
     """
-    from lightning_ted.state import ScoreState
+    from lightning_ted.core.state import ScoreState
 
     state = ScoreState(n)
     fixed = torch.rand(n, generator=torch.Generator().manual_seed(seed))
@@ -300,7 +300,7 @@ def test_hard_pruning_no_longer_locks_the_same_samples_out():
 
 def test_when_stale_samples_do_not_fit_the_stalest_are_kept():
     """More stale samples than kept slots: the count follows the schedule and the oldest are trained."""
-    from lightning_ted.selection import stale_protected_selection
+    from lightning_ted.core.selection import stale_protected_selection
 
     scores = torch.arange(10, dtype=torch.float32)
     age = torch.tensor([9, 8, 7, 6, 5, 4, 1, 1, 1, 1])  # six stale (age >= 4), four fresh
@@ -313,7 +313,7 @@ def test_when_stale_samples_do_not_fit_the_stalest_are_kept():
 
 def test_kept_stale_samples_share_the_candidate_pool_weight():
     """Stale samples kept by the rule weigh like the kept candidates, plain high scores weigh 1, sum is N."""
-    from lightning_ted.selection import stale_protected_selection
+    from lightning_ted.core.selection import stale_protected_selection
 
     scores = torch.arange(10, dtype=torch.float32)
     age = torch.tensor([5, 4, 1, 1, 1, 1, 1, 1, 1, 1])  # samples 0 and 1 are stale
@@ -329,7 +329,7 @@ def test_kept_stale_samples_share_the_candidate_pool_weight():
 def test_a_stale_wave_does_not_concentrate_the_weight_on_a_few_candidates():
     """s = 0.7 with every sample a candidate: the kept set weighs N / kept uniformly, as in RS2."""
     ratios = [0.0] + [0.7] * 8
-    from lightning_ted.state import ScoreState
+    from lightning_ted.core.state import ScoreState
 
     n, method = 3000, TED(max_staleness=4, normalize=False)
     state = ScoreState(n)
@@ -352,7 +352,7 @@ def test_max_staleness_below_two_is_rejected():
 # ------------------------------------------------------------------------------- max_weight bound
 def test_min_pool_is_the_smallest_pool_within_the_bound():
     """min_pool(d, M) is the smallest P with P / (P - d) <= M, by exhaustive search in exact fractions."""
-    from lightning_ted.selection import min_pool
+    from lightning_ted.core.selection import min_pool
 
     for m in (1.5, 2.0, 3.0, 4.0, 10.0, 7.3):
         for d in range(0, 60):
@@ -367,7 +367,7 @@ def test_min_pool_is_the_smallest_pool_within_the_bound():
 def test_random_drop_with_max_weight_bounds_weights_and_keeps_the_capped_count(n, p, q, m):
     """Weights <= M; kept = N - min(round(pN), N - ceil(N / M)); the candidates widen, never the kept set,
     when q alone would weigh more than M."""
-    from lightning_ted.selection import bounded_drop
+    from lightning_ted.core.selection import bounded_drop
 
     sel = random_drop_selection(_distinct_scores(n, 2), p, q, epoch_generator(0, 1), max_weight=m)
     _check_well_formed(sel, n)

@@ -12,10 +12,10 @@ from conftest import make_trainer, subset
 
 import lightning_ted
 from lightning_ted import ConstantSchedule, DynamicPruningDataModule, TEDPruningCallback
+from lightning_ted.core.selection import epoch_generator
+from lightning_ted.core.state import Observations, ScoreState
 from lightning_ted.methods import METHODS, SeTa, build_method
 from lightning_ted.methods.seta import kmeans_1d
-from lightning_ted.selection import epoch_generator
-from lightning_ted.state import Observations, ScoreState
 from lightning_ted.zoo.demo import ImageClassifier
 
 CENTERS = (0.1, 1.0, 2.0, 3.5, 5.0, 6.5, 8.0, 9.5, 11.0, 12.5)

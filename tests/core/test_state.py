@@ -7,8 +7,8 @@ import io
 import pytest
 import torch
 
+from lightning_ted.core.state import Observations, ScoreState, gather_observations
 from lightning_ted.methods import TED, FullData
-from lightning_ted.state import Observations, ScoreState, gather_observations
 
 INF = float("inf")
 

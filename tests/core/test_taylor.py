@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from lightning_ted.taylor import (
+from lightning_ted.methods.taylor import (
     HeadCapture,
     batch_reference,
     calls_statistic,

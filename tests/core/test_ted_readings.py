@@ -8,11 +8,11 @@ import torch
 from conftest import make_trainer, requires_mnist, subset
 
 from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
+from lightning_ted.core.state import Observations, ScoreState
 from lightning_ted.methods import TED
+from lightning_ted.methods.taylor import batch_reference
 from lightning_ted.methods.ted_scores import head_score
 from lightning_ted.research import TEDVariant
-from lightning_ted.state import Observations, ScoreState
-from lightning_ted.taylor import batch_reference
 
 
 def _explicit_grads(h: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:

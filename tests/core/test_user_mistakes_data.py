@@ -17,7 +17,7 @@ from test_resume import SaveAt
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from lightning_ted import TED, ConstantSchedule, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
-from lightning_ted.batch import IndexedSample
+from lightning_ted.core.batch import IndexedSample
 from lightning_ted.research import TEDVariant
 from lightning_ted.zoo.demo import ImageClassifier
 

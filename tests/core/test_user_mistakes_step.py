@@ -19,8 +19,8 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback, pruned_loss
-from lightning_ted.loss import sequence_loss
-from lightning_ted.state import ScoreState
+from lightning_ted.adapters.loss import sequence_loss
+from lightning_ted.core.state import ScoreState
 from lightning_ted.zoo.demo import ImageClassifier
 
 

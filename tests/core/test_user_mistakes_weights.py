@@ -11,10 +11,10 @@ from conftest import make_trainer, subset
 from lightning.pytorch.callbacks import Callback
 
 from lightning_ted import TED, ConstantSchedule, DynamicPruningDataModule, InfoBatch, RandomSubset, TEDPruningCallback
+from lightning_ted.core.selection import epoch_generator
+from lightning_ted.core.state import ScoreState
 from lightning_ted.methods import StepScaleWarning, WeightBoundWarning
 from lightning_ted.research import TEDVariant
-from lightning_ted.selection import epoch_generator
-from lightning_ted.state import ScoreState
 from lightning_ted.zoo.demo import ImageClassifier
 
 

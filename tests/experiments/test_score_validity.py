@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
 import score_rules  # noqa: E402
 import score_validity  # noqa: E402
 
-from lightning_ted.selection import epoch_generator  # noqa: E402
+from lightning_ted.core.selection import epoch_generator  # noqa: E402
 
 
 def _rule(name: str, scores: torch.Tensor, loss: torch.Tensor | None = None) -> score_rules.Rule:

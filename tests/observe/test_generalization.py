@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.nn import functional as F
 
 from lightning_ted import ConstantSchedule, DynamicPruningDataModule, TEDPruningCallback, pruned_loss
-from lightning_ted.callback import PER_SAMPLE_KEY
+from lightning_ted.adapters.callback import PER_SAMPLE_KEY
 from lightning_ted.observe.generalization import LOSS_BINS, GeneralizationMeter
 from lightning_ted.observe.plots import plot_prune_ratio
 from lightning_ted.observe.run_history import read_csv_metrics

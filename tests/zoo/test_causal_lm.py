@@ -20,7 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import TensorDataset
 
 from lightning_ted import TED, DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
-from lightning_ted.loss import sequence_loss
+from lightning_ted.adapters.loss import sequence_loss
 from lightning_ted.research import TEDVariant
 from lightning_ted.zoo.datasets import default_data_root, load_sst2
 from lightning_ted.zoo.language_model import CausalLM, TinyGPT, perplexity

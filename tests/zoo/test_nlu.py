@@ -12,7 +12,7 @@ from conftest import make_trainer
 from torch.utils.data import Subset
 
 from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback
-from lightning_ted.taylor import find_head
+from lightning_ted.methods.taylor import find_head
 from lightning_ted.zoo.datasets import default_data_root
 from lightning_ted.zoo.models import Classifier
 

@@ -9,7 +9,7 @@ class PruningDataSource:
     """Base of the datamodules ``TEDPruningCallback`` works with (``DynamicPruningDataModule``).
 
     Such a datamodule serves each epoch's kept samples with their dataset indices and weights and exposes:
-    ``state`` (the :class:`~lightning_ted.state.ScoreState`), ``method`` (the pruning method),
+    ``state`` (the :class:`~lightning_ted.core.state.ScoreState`), ``method`` (the pruning method),
     ``batch_context`` (the current batch's indices and weights), ``current_selection`` and
     ``trained_selection``, ``kept_history``, ``begun_epoch``, and the calls ``record_epoch(epoch)``,
     ``fold_finished_epoch()``, ``sync_and_update(epoch)``, ``total_optimizer_steps()`` and ``train_labels()``.

@@ -4,7 +4,7 @@ loss per sequence for language models (``sequence_loss``) and a per-sample disti
 
 Every method scores samples, so each helper returns one loss per sample. For sequences it is the mean
 token loss over that sequence's non-padding targets: long and short sequences count alike, and the LM
-head's per-sample gradient is the sum over its positions, which :mod:`lightning_ted.taylor` computes
+head's per-sample gradient is the sum over its positions, which :mod:`lightning_ted.methods.taylor` computes
 without a per-sample ``V x d`` gradient.
 """
 

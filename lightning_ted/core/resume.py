@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_ted.selection import Selection
+from lightning_ted.core.selection import Selection
 
 
 @dataclass

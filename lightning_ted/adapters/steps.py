@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lightning_ted.data_source import PruningDataSource
+from lightning_ted.adapters.data_source import PruningDataSource
 
 
 def total_optimizer_steps(trainer: Any) -> int:

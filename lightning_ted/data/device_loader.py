@@ -16,10 +16,10 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset, default_collate
 
-from lightning_ted.batch import IndexedSample
-from lightning_ted.epoch_order import EpochShuffleSampler
-from lightning_ted.resume import EpochCursor, ResumableEpoch
-from lightning_ted.selection import Selection
+from lightning_ted.core.batch import IndexedSample
+from lightning_ted.core.epoch_order import EpochShuffleSampler
+from lightning_ted.core.resume import EpochCursor, ResumableEpoch
+from lightning_ted.core.selection import Selection
 
 
 class DeviceResidentLoader(ResumableEpoch):

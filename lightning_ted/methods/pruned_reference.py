@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset, default_collate
 
-from lightning_ted.selection import Selection
+from lightning_ted.core.selection import Selection
 
 LOSS_METHOD = "per_sample_loss"
 

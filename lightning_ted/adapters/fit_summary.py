@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_ted.fit_start import starts_fresh
-from lightning_ted.loader import batches_per_rank, limited_batches, trained_samples
+from lightning_ted.adapters.fit_start import starts_fresh
+from lightning_ted.data.loader import batches_per_rank, limited_batches, trained_samples
 from lightning_ted.observe.summary_counts import EpochRecord, drop_shares
 from lightning_ted.observe.summary_text import format_summary, print_summary, sync_device
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data.distributed import DistributedSampler
 
-from lightning_ted.selection import epoch_generator
+from lightning_ted.core.selection import epoch_generator
 
 _CHUNK = 1 << 16
 

@@ -12,7 +12,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
 
-from lightning_ted.compat import overrides
+from lightning_ted.adapters.compat import overrides
 
 BATCH_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
 #: loader options of a wrapped DataModule's train loader that the pruned loader reuses (sampler policy apart)

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from lightning_ted.loader import batches_per_rank, limited_batches, trained_samples
+from lightning_ted.data.loader import batches_per_rank, limited_batches, trained_samples
 from lightning_ted.methods.base import TrainedBefore
 
 

@@ -17,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torch.optim import lr_scheduler
 
-from lightning_ted.taylor import HeadCapture
+from lightning_ted.methods.taylor import HeadCapture
 
 
 def linear_names(module: nn.Module) -> list[str]:
@@ -200,7 +200,7 @@ def check_step_schedules(
     ``total_optimizer_steps=None``: ``method`` keeps a loss-dependent number of samples (or, ``unknown_because``,
     something else fixes no step count in advance), so any per-step schedule of known length is warned about.
     """
-    taken = total_optimizer_steps  # already capped by Trainer(max_steps) (lightning_ted.steps)
+    taken = total_optimizer_steps  # already capped by Trainer(max_steps) (lightning_ted.adapters.steps)
     for config in trainer.lr_scheduler_configs:
         if config.interval != "step":
             continue

@@ -3,7 +3,7 @@
 A :class:`Selection` is the kept index set plus its weights, stored compactly: the first
 ``num_unit_weight`` kept indices have weight 1, the rest (kept candidates of a random drop) share one
 weight ``1 / (1 - q')``. That keeps the per-epoch selection at 8 bytes per kept sample; rules whose
-weights differ per sample (Horvitz-Thompson, :mod:`lightning_ted.pps`) add one float32 per kept sample.
+weights differ per sample (Horvitz-Thompson, :mod:`lightning_ted.core.pps`) add one float32 per kept sample.
 Every reweighting rule takes a ``max_weight`` bound: the kept set grows rather than a weight exceeding it.
 """
 

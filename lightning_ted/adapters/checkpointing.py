@@ -9,7 +9,7 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_ted.resume import interrupted_epoch, restore_interrupted
+from lightning_ted.core.resume import interrupted_epoch, restore_interrupted
 
 
 class PruningCheckpoint:

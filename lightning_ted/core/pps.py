@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from lightning_ted.selection import Selection, lowest_k_mask
+from lightning_ted.core.selection import Selection, lowest_k_mask
 
 _MAX_ITERATIONS = 100  # safeguarded Newton steps on a piecewise-linear function: a handful in practice
 

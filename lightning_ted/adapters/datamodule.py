@@ -16,26 +16,27 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_ted import fit_start, run_plan
-from lightning_ted.batch import BatchContext, IndexedSample
-from lightning_ted.callback import TEDPruningCallback
-from lightning_ted.checkpointing import PruningCheckpoint
-from lightning_ted.compat import DATAMODULE_BASES, AnyDataModule
-from lightning_ted.data_source import PruningDataSource
-from lightning_ted.device_loader import check_device_resident_options
-from lightning_ted.forwarded_hooks import ForwardedHooks
-from lightning_ted.loader import epoch_loader
+from lightning_ted.adapters import fit_start
+from lightning_ted.adapters.callback import TEDPruningCallback
+from lightning_ted.adapters.checkpointing import PruningCheckpoint
+from lightning_ted.adapters.compat import DATAMODULE_BASES, AnyDataModule
+from lightning_ted.adapters.data_source import PruningDataSource
+from lightning_ted.adapters.forwarded_hooks import ForwardedHooks
+from lightning_ted.adapters.nesting import restore_own_hparams
+from lightning_ted.adapters.wrapping import HookWarningScope, adopt_train_loader, call_batch_hook
+from lightning_ted.core import run_plan
+from lightning_ted.core.batch import BatchContext, IndexedSample
+from lightning_ted.core.resume import EpochCursor
+from lightning_ted.core.schedules import PruneSchedule, RollerCoasterSchedule
+from lightning_ted.core.selection import Selection, epoch_generator
+from lightning_ted.core.state import Observations, ScoreState, gather_observations
+from lightning_ted.data.device_loader import check_device_resident_options
+from lightning_ted.data.loader import epoch_loader
 from lightning_ted.methods import PruningMethod, build_method
-from lightning_ted.nesting import restore_own_hparams
 from lightning_ted.observe.generalization import GeneralizationMeter
 from lightning_ted.observe.labels import dataset_labels
-from lightning_ted.resume import EpochCursor
-from lightning_ted.schedules import PruneSchedule, RollerCoasterSchedule
-from lightning_ted.selection import Selection, epoch_generator
-from lightning_ted.state import Observations, ScoreState, gather_observations
 from lightning_ted.streaming.epoch import streamed_epoch_loader
 from lightning_ted.streaming.sources import train_source
-from lightning_ted.wrapping import HookWarningScope, adopt_train_loader, call_batch_hook
 
 
 class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSource, *DATAMODULE_BASES):
@@ -45,7 +46,7 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         train_dataset: map-style training set (``__getitem__`` and ``__len__``); or give ``datamodule``.
         datamodule: a ``LightningDataModule`` to wrap; its train set is pruned, its val/test loaders and batch
             hooks are used unchanged, and its train loader's options are reused where not given here (see
-            :func:`~lightning_ted.wrapping.adopt_train_loader`, which also names the samplers it refuses).
+            :func:`~lightning_ted.adapters.wrapping.adopt_train_loader`, which also names the samplers it refuses).
         method: a :class:`PruningMethod` or a name (``"ted"``, ``"full"``).
         schedule: pruning-ratio schedule; default ``RollerCoasterSchedule(0.5)``.
         val_dataset, test_dataset: optional evaluation sets, or ready ``DataLoader``s used as given (ignored
@@ -276,6 +277,6 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         ``configure_optimizers``. It counts the Trainer's ``limit_train_batches`` and assumes per-sample losses
         are finite (a NaN leaves its sample unscored). Where ``limit_train_batches`` leaves samples unscored that
         TED would then keep, it is the most the run can take, with a ``StepCountWarning`` (see
-        :func:`lightning_ted.run_plan.total_optimizer_steps`).
+        :func:`lightning_ted.core.run_plan.total_optimizer_steps`).
         """
         return run_plan.total_optimizer_steps(self)

@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 
+from lightning_ted.core.schedules import PruneSchedule, _check_ratio
 from lightning_ted.observe.generalization import GeneralizationMeter, GeneralizationReading
-from lightning_ted.schedules import PruneSchedule, _check_ratio
 
 
 class GeneralizationSchedule(PruneSchedule):
@@ -80,7 +80,7 @@ class GeneralizationBudgetSchedule(GeneralizationSchedule):
         swing: how far the cost may move an epoch's share: between ``1 - swing`` and ``1 + swing`` times its
             fair share of the drops left.
         max_ratio: most any epoch may prune.
-        window, warmup_epochs, anneal, max_epochs: as for :class:`~lightning_ted.schedules.PruneSchedule`.
+        window, warmup_epochs, anneal, max_epochs: as for :class:`~lightning_ted.core.schedules.PruneSchedule`.
 
     Raises:
         ValueError: ``saved`` or ``max_ratio`` outside ``[0, 1)``, ``swing`` outside ``[0, 1]``, or (at setup)
@@ -160,7 +160,7 @@ class GeneralizationToleranceSchedule(GeneralizationSchedule):
         start: ratio of the first pruning epoch.
         step: change of the ratio per epoch.
         max_ratio: most any epoch may prune.
-        window, warmup_epochs, anneal, max_epochs: as for :class:`~lightning_ted.schedules.PruneSchedule`.
+        window, warmup_epochs, anneal, max_epochs: as for :class:`~lightning_ted.core.schedules.PruneSchedule`.
 
     Raises:
         ValueError: ``tolerance`` outside ``[0, 1]``, ``start``/``max_ratio`` outside ``[0, 1)``, ``step`` not in

@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, SequentialSampler, TensorDataset, default_collate
 
-from lightning_ted.batch import Collated, IndexedCollate, IndexedSample
-from lightning_ted.device_loader import device_resident_loader
-from lightning_ted.epoch_order import EpochShuffleSampler
-from lightning_ted.resume import EpochCursor, ResumableEpoch
-from lightning_ted.selection import Selection, epoch_generator
+from lightning_ted.core.batch import Collated, IndexedCollate, IndexedSample
+from lightning_ted.core.epoch_order import EpochShuffleSampler
+from lightning_ted.core.resume import EpochCursor, ResumableEpoch
+from lightning_ted.core.selection import Selection, epoch_generator
+from lightning_ted.data.device_loader import device_resident_loader
 
 
 class KeptDataset(Dataset):

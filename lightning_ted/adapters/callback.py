@@ -15,16 +15,16 @@ from typing import Any
 import lightning as L
 import torch
 
-from lightning_ted.compat import CALLBACK_BASES
-from lightning_ted.data_source import PruningDataSource
-from lightning_ted.fit_start import starts_fresh
-from lightning_ted.fit_summary import FitSummary
+from lightning_ted.adapters.compat import CALLBACK_BASES
+from lightning_ted.adapters.data_source import PruningDataSource
+from lightning_ted.adapters.fit_start import starts_fresh
+from lightning_ted.adapters.fit_summary import FitSummary
+from lightning_ted.adapters.step_checks import FirstStepChecks, check_step_schedules, log_default_head
+from lightning_ted.adapters.steps import total_optimizer_steps
+from lightning_ted.core.resume import start_next_epoch_fresh
 from lightning_ted.methods.base import HeadStep
+from lightning_ted.methods.taylor import HeadCapture, find_head
 from lightning_ted.observe.epoch_metrics import define_epoch_charts, epoch_scalars, log_score_histogram
-from lightning_ted.resume import start_next_epoch_fresh
-from lightning_ted.step_checks import FirstStepChecks, check_step_schedules, log_default_head
-from lightning_ted.steps import total_optimizer_steps
-from lightning_ted.taylor import HeadCapture, find_head
 
 PER_SAMPLE_KEY = "per_sample_loss"
 SUMMARY_KEY = "fit_summary"  # the summary's counts in the callback's checkpoint state
@@ -36,12 +36,12 @@ class TEDPruningCallback(*CALLBACK_BASES):
     Args:
         head: name of the output ``nn.Linear`` in the ``LightningModule`` (e.g. ``"model.fc"``); by
             default the last ``nn.Linear`` the module registers, which is logged and, at the first
-            step, must be the last ``nn.Linear`` the step runs (see :mod:`lightning_ted.step_checks`).
+            step, must be the last ``nn.Linear`` the step runs (see :mod:`lightning_ted.adapters.step_checks`).
         quantiles: score quantiles logged each epoch.
         log_per_class: log the kept fraction of each class when the training set exposes its labels.
         progress_bar: show the share of samples the epoch keeps in the progress bar (``kept=61%``).
         summary: print a summary when training ends (rank zero) and log it as ``summary/*`` (see
-            :mod:`lightning_ted.fit_summary`); its numbers stay in ``.summary.values``.
+            :mod:`lightning_ted.adapters.fit_summary`); its numbers stay in ``.summary.values``.
     """
 
     def __init__(

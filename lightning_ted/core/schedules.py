@@ -112,7 +112,7 @@ class PruneSchedule(ABC):
     def attach(self, meter: object, num_samples: int, quantum: int, max_drop: int, exact_counts: bool) -> None:  # noqa: B027
         """Bound to a run at setup: its internal-generalization meter, ``num_samples``, the samples one optimizer
         step trains (``quantum``), the most one epoch may drop and whether the method keeps exactly what the
-        ratio says. A fixed schedule needs none of it; :mod:`lightning_ted.adaptive_schedules` reads them."""
+        ratio says. A fixed schedule needs none of it; :mod:`lightning_ted.core.adaptive_schedules` reads them."""
 
     @abstractmethod
     def _pruning_ratio(self, t: int, T: int) -> float:

@@ -9,8 +9,8 @@ from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_ted.compat import overrides
-from lightning_ted.loader import loader_kwargs
+from lightning_ted.adapters.compat import overrides
+from lightning_ted.data.loader import loader_kwargs
 
 
 class ForwardedHooks:
