@@ -80,15 +80,18 @@ class GeneralizationBudgetSchedule(GeneralizationSchedule):
         swing: how far the cost may move an epoch's share: between ``1 - swing`` and ``1 + swing`` times its
             fair share of the drops left.
         max_ratio: most any epoch may prune.
-        window, warmup_epochs, anneal, max_epochs: as for :class:`~lightning_ted.core.schedules.PruneSchedule`.
+        window: the epochs the meter's readings are pooled over, a positive integer.
+        warmup_epochs, anneal, max_epochs: as for :class:`~lightning_ted.core.schedules.PruneSchedule`.
 
     Raises:
-        ValueError: ``saved`` or ``max_ratio`` outside ``[0, 1)``, ``swing`` outside ``[0, 1]``, or (at setup)
-            a saving the pruning epochs cannot reach below ``max_ratio``.
+        ValueError: ``saved`` or ``max_ratio`` outside ``[0, 1)``, ``swing`` outside ``[0, 1]``, ``window`` not a
+            positive integer or an argument of ``PruneSchedule`` out of range; at setup, a saving the pruning
+            epochs cannot reach below ``max_ratio``, or a method whose kept count is loss-dependent.
 
-    >>> schedule = GeneralizationBudgetSchedule(saved=0.3, max_epochs=10)
-    >>> round(sum(schedule.prune_ratio(e) for e in range(10)) / 10, 3)  # no readings yet: evenly spread
-    0.3
+    Examples:
+        >>> schedule = GeneralizationBudgetSchedule(saved=0.3, max_epochs=10)
+        >>> round(sum(schedule.prune_ratio(e) for e in range(10)) / 10, 3)  # no readings yet: evenly spread
+        0.3
     """
 
     level_argument = "saved"
@@ -160,14 +163,16 @@ class GeneralizationToleranceSchedule(GeneralizationSchedule):
         start: ratio of the first pruning epoch.
         step: change of the ratio per epoch.
         max_ratio: most any epoch may prune.
-        window, warmup_epochs, anneal, max_epochs: as for :class:`~lightning_ted.core.schedules.PruneSchedule`.
+        window: the epochs the meter's readings are pooled over, a positive integer.
+        warmup_epochs, anneal, max_epochs: as for :class:`~lightning_ted.core.schedules.PruneSchedule`.
 
     Raises:
         ValueError: ``tolerance`` outside ``[0, 1]``, ``start``/``max_ratio`` outside ``[0, 1)``, ``step`` not in
-            ``(0, 1)``.
+            ``(0, 1)``, ``window`` not a positive integer or an argument of ``PruneSchedule`` out of range.
 
-    >>> GeneralizationToleranceSchedule(start=0.2, max_epochs=8).prune_ratio(1)
-    0.2
+    Examples:
+        >>> GeneralizationToleranceSchedule(start=0.2, max_epochs=8).prune_ratio(1)
+        0.2
     """
 
     steps_known = False

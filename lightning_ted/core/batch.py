@@ -14,7 +14,25 @@ from torch.utils.data import default_collate
 
 
 class IndexedSample(NamedTuple):
-    """A training item (or collated batch) with its dataset index and loss weight."""
+    """A training item (or collated batch) with its dataset index and loss weight.
+
+    The pruning loaders yield it in place of the user's batch; the datamodule unwraps it before any user hook
+    sees the batch and keeps the index and weight for the step (``BatchContext``), so ``training_step`` gets the
+    user's own ``data``.
+
+    Args:
+        data: the user's item, or the collated batch.
+        index: the sample's dataset index (an int64 tensor in a batch).
+        weight: the sample's loss weight (a float32 tensor in a batch).
+
+    Examples:
+        >>> import torch
+        >>> from lightning_ted.core.batch import IndexedCollate
+        >>> items = [IndexedSample(torch.tensor([1.0, 2.0]), 3, 1.0), IndexedSample(torch.tensor([5.0, 6.0]), 7, 2.0)]
+        >>> batch = IndexedCollate()(items)  # the user's collate_fn (default_collate here) on the data part
+        >>> batch.data.shape, batch.index.tolist(), batch.weight.tolist()
+        (torch.Size([2, 2]), [3, 7], [1.0, 2.0])
+    """
 
     data: Any
     index: Any

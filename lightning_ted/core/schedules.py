@@ -24,13 +24,30 @@ def _check_ratio(ratio: float) -> float:
 
 
 class PruneSchedule(ABC):
-    """Maps an epoch to the fraction of samples pruned in it.
+    """Maps an epoch to the fraction of samples pruned in it: the base of every schedule.
+
+    A subclass gives the ratio inside the pruning window (``_pruning_ratio(t, T)``); the base places that
+    window after the warm-up and before the anneal, and holds the run length: the datamodule calls
+    ``follow(max_epochs)`` at each fit's setup, then ``prune_ratio(epoch)`` for every epoch.
 
     Args:
         warmup_epochs: leading epochs on the full data (scores need one pass first).
         anneal: fraction of the run, at its end, trained on the full data again (InfoBatch's delta);
             when ``anneal > 0`` it is at least one epoch as long as two pruning epochs remain.
         max_epochs: run length; left ``None`` it follows the ``Trainer`` of each fit (set at setup).
+
+    Raises:
+        ValueError: ``warmup_epochs`` is not a non-negative integer, ``anneal`` is outside ``[0, 1)``, or
+            ``max_epochs`` is given and below 1.
+
+    Examples:
+        >>> class Half(PruneSchedule):
+        ...     def _pruning_ratio(self, t, T):
+        ...         return 0.5
+        >>> schedule = Half(warmup_epochs=1, anneal=0.25)
+        >>> schedule.follow(8)  # what the datamodule does for Trainer(max_epochs=8)
+        >>> schedule.pruning_epochs, [schedule.prune_ratio(e) for e in range(8)]
+        (5, [0.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.0, 0.0])
     """
 
     def __init__(self, warmup_epochs: int = 1, anneal: float = 0.125, max_epochs: int | None = None) -> None:
@@ -127,6 +144,21 @@ class RollerCoasterSchedule(PruneSchedule):
 
     ``beta < 1`` prunes quickly in the first pruning epochs and slowly afterwards; at the last pruning
     epoch the kept fraction reaches ``1 - s``.
+
+    Args:
+        ratio: ``s``, the fraction pruned at the last pruning epoch, in ``[0, 1)``.
+        beta: shape of the rise, a positive finite number (below 1: most of the rise comes early).
+        warmup_epochs, anneal, max_epochs: as for ``PruneSchedule``.
+
+    Raises:
+        ValueError: ``ratio`` is outside ``[0, 1)``, ``beta`` is not positive and finite, or an argument of
+            ``PruneSchedule`` is out of range.
+
+    Examples:
+        >>> schedule = RollerCoasterSchedule(ratio=0.5, beta=0.5)
+        >>> schedule.follow(8)
+        >>> [round(schedule.prune_ratio(e), 2) for e in range(8)]
+        [0.0, 0.25, 0.33, 0.39, 0.43, 0.47, 0.5, 0.0]
     """
 
     def __init__(
@@ -148,7 +180,20 @@ class RollerCoasterSchedule(PruneSchedule):
 
 
 class ConstantSchedule(PruneSchedule):
-    """Prune the same fraction ``ratio`` in every pruning epoch (InfoBatch-style)."""
+    """Prune the same fraction ``ratio`` in every pruning epoch (InfoBatch-style).
+
+    Args:
+        ratio: the fraction pruned in each pruning epoch, in ``[0, 1)``.
+        warmup_epochs, anneal, max_epochs: as for ``PruneSchedule``.
+
+    Raises:
+        ValueError: ``ratio`` is outside ``[0, 1)`` or an argument of ``PruneSchedule`` is out of range.
+
+    Examples:
+        >>> schedule = ConstantSchedule(ratio=0.3, max_epochs=8)  # a fixed length: a Trainer must agree
+        >>> [schedule.prune_ratio(e) for e in range(8)]
+        [0.0, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.0]
+    """
 
     def __init__(
         self, ratio: float = 0.5, warmup_epochs: int = 1, anneal: float = 0.125, max_epochs: int | None = None
@@ -161,7 +206,21 @@ class ConstantSchedule(PruneSchedule):
 
 
 class LinearSchedule(PruneSchedule):
-    """Raise the pruned fraction linearly from ``ratio / T`` to ``ratio`` over the pruning epochs."""
+    """Raise the pruned fraction linearly from ``ratio / T`` to ``ratio`` over the pruning epochs.
+
+    Args:
+        ratio: the fraction pruned at the last pruning epoch, in ``[0, 1)``.
+        warmup_epochs, anneal, max_epochs: as for ``PruneSchedule``.
+
+    Raises:
+        ValueError: ``ratio`` is outside ``[0, 1)`` or an argument of ``PruneSchedule`` is out of range.
+
+    Examples:
+        >>> schedule = LinearSchedule(ratio=0.5)
+        >>> schedule.follow(8)
+        >>> [round(schedule.prune_ratio(e), 2) for e in range(8)]
+        [0.0, 0.08, 0.17, 0.25, 0.33, 0.42, 0.5, 0.0]
+    """
 
     def __init__(
         self, ratio: float = 0.5, warmup_epochs: int = 1, anneal: float = 0.125, max_epochs: int | None = None

@@ -56,9 +56,20 @@ def min_pool(n_drop: int, max_weight: float) -> int:
 class Selection:
     """Kept samples of one epoch: ``indices[:num_unit_weight]`` weigh 1, the rest weigh ``weight``.
 
-    When ``per_sample`` is given it holds every kept sample's weight (aligned with ``indices``) and
-    ``weight`` is NaN, so code that reads the shared weight of a per-sample selection fails loudly:
-    read weights through :meth:`weight_at` or :attr:`weights`.
+    Args:
+        indices: the kept dataset indices (int64), the ``num_unit_weight`` of weight 1 first.
+        num_unit_weight: how many leading ``indices`` weigh 1.
+        weight: the weight shared by the others (a random drop's kept candidates: ``1 / (1 - q')``).
+        num_samples: the dataset's size ``N``.
+        target_ratio: the pruned fraction the schedule asked for (logged as ``prune/target_ratio``).
+        per_sample: every kept sample's weight, aligned with ``indices``; ``weight`` is then NaN, so code that reads
+            the shared weight of a per-sample selection fails loudly: read :meth:`weight_at` or :attr:`weights`.
+
+    Examples:
+        >>> import torch
+        >>> sel = Selection(torch.tensor([0, 2, 3, 5]), num_unit_weight=2, weight=2.0, num_samples=6)
+        >>> len(sel), sel.weights.tolist(), sel.mean_weight, round(sel.actual_ratio, 2)
+        (4, [1.0, 1.0, 2.0, 2.0], 1.5, 0.33)
     """
 
     indices: Tensor

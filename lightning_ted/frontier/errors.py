@@ -8,7 +8,21 @@ from pathlib import Path
 
 class FrontierRefusal(ValueError):
     """Raised (and printed as ``error: ...``, exit status 2) when a config or option would make the
-    comparison with plain training for fewer epochs wrong; the message says what to change."""
+    comparison with plain training for fewer epochs wrong; the message says what to change.
+
+    A ``ValueError``, so code that calls the frontier's functions directly can catch it as one.
+
+    Args:
+        message: what is wrong and what to change.
+
+    Examples:
+        >>> from lightning_ted.frontier.config import method_spec
+        >>> try:
+        ...     method_spec("tde")
+        ... except FrontierRefusal as refusal:
+        ...     print(f"error: {refusal}")
+        error: unknown method 'tde' in --methods; choose from [...]
+    """
 
 
 class Interrupted(BaseException):

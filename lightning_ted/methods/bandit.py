@@ -33,6 +33,23 @@ class UCB(_LossEMA):
 
     Rule: each epoch keeps the ``N - round(pN)`` samples with the highest upper confidence bound
     ``EMA(loss) + c * sqrt(EMA variance)`` (weight 1): high-loss and uncertain samples are revisited.
+    A sample not seen yet has an infinite bound, so it is kept.
+
+    Args:
+        alpha: EMA factor of the loss and its variance; each visit updates ``m <- alpha m + (1 - alpha) loss``.
+        c: weight of the uncertainty ``sqrt(EMA variance)`` in the bound (0: the EMA loss alone).
+
+    Raises:
+        ValueError: if ``alpha`` is not in ``[0, 1)`` or ``c`` is negative.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_ted.core.state import Observations, ScoreState
+        >>> method, state = UCB(), ScoreState(6, aux=True)
+        >>> loss = torch.tensor([0.1, 2.0, 0.5, 1.0])  # samples 4 and 5 not seen yet
+        >>> method.update(state, Observations(torch.arange(4), torch.stack([loss, loss], dim=1)), epoch=0)
+        >>> method.select(state, 0.5, torch.Generator().manual_seed(0)).indices.tolist()
+        [1, 4, 5]
     """
 
     name = "ucb"
@@ -56,7 +73,23 @@ class EpsilonGreedy(_LossEMA):
 
     Rule: of the ``K = N - round(pN)`` kept samples, ``(1 - epsilon) K`` are those with the highest
     EMA loss and ``epsilon K`` are drawn uniformly from the rest (weight 1), so low-loss samples get
-    re-measured.
+    re-measured. Samples not seen yet rank highest.
+
+    Args:
+        alpha: EMA factor of the loss; each visit updates ``m <- alpha m + (1 - alpha) loss``.
+        epsilon: share of the kept samples drawn uniformly from the rest instead of by highest EMA loss.
+
+    Raises:
+        ValueError: if ``alpha`` is not in ``[0, 1)`` or ``epsilon`` is not in ``[0, 1]``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_ted.core.state import Observations, ScoreState
+        >>> method, state = EpsilonGreedy(epsilon=0.5), ScoreState(6, aux=True)
+        >>> loss = torch.tensor([0.1, 2.0, 0.5, 1.0])  # samples 4 and 5 not seen yet
+        >>> method.update(state, Observations(torch.arange(4), torch.stack([loss, loss], dim=1)), epoch=0)
+        >>> method.select(state, 0.5, torch.Generator().manual_seed(0)).indices.tolist()  # 4, 5 greedy, 2 at random
+        [2, 4, 5]
     """
 
     name = "epsilon_greedy"

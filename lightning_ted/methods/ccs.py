@@ -20,6 +20,23 @@ class CCS(EL2N):
     then split the remaining score range into ``strata`` equal-width bins and fill the budget evenly
     across bins, smallest bins first, sampling uniformly inside each (weight 1), so easy, medium and
     hard regions all stay covered at high pruning ratios.
+
+    Args:
+        score_epochs: epochs the EL2N score is measured on all data before it freezes and pruning starts.
+        hard_cutoff: share of the data, hardest first, removed before stratifying (capped so the budget is met).
+        strata: number of equal-width score bins the budget is spread over.
+
+    Raises:
+        ValueError: if ``score_epochs`` is below 1, ``hard_cutoff`` is not in ``[0, 1)`` or ``strata`` is below 1.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_ted.core.state import Observations, ScoreState
+        >>> method, state = CCS(strata=2), ScoreState(10)
+        >>> el2n = torch.arange(10.0) / 10
+        >>> method.update(state, Observations(torch.arange(10), torch.stack([el2n, el2n], dim=1)), epoch=0)
+        >>> method.select(state, 0.5, torch.Generator().manual_seed(0)).indices.tolist()  # 9 cut; 2 easy, 3 hard
+        [0, 3, 4, 7, 8]
     """
 
     name = "ccs"

@@ -10,7 +10,17 @@ from lightning_ted.methods.base import PruningMethod
 
 
 class FullData(PruningMethod):
-    """Keep every sample with weight 1 whatever the schedule says."""
+    """No pruning: keep every sample with weight 1 whatever the schedule says.
+
+    The baseline every table is relative to. It takes no arguments.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_ted.core.state import ScoreState
+        >>> sel = FullData().select(ScoreState(5), 0.9, torch.Generator().manual_seed(0))
+        >>> len(sel), sel.mean_weight
+        (5, 1.0)
+    """
 
     name = "full"
 

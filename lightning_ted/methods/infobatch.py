@@ -18,6 +18,21 @@ class InfoBatch(PruningMethod):
     share of the candidates only, the saved fraction is below ``r``: report the achieved fraction.
     ``max_weight`` caps ``1 / (1 - r)``: a higher ``r`` drops ``1 - 1 / max_weight`` of the candidates
     instead (warned once).
+
+    Args:
+        max_weight: largest weight ``1 / (1 - r)`` of a kept candidate (``math.inf`` lifts the bound).
+
+    Raises:
+        ValueError: if ``max_weight`` is below 1 (or NaN).
+
+    Examples:
+        >>> import torch
+        >>> from lightning_ted.core.state import ScoreState
+        >>> state = ScoreState(8)
+        >>> state.score = torch.arange(8.0)  # last losses, mean 3.5: samples 0 to 3 are candidates
+        >>> sel = InfoBatch().select(state, 0.5, torch.Generator().manual_seed(0))
+        >>> len(sel), sel.num_unit_weight, sel.weight  # 4 above the mean, 1 kept candidate weighing 1 / (1 - 0.5)
+        (5, 4, 2.0)
     """
 
     name = "infobatch"

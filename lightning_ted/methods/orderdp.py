@@ -38,13 +38,6 @@ class OrderDP(PruningMethod):
     without warm-up) a uniformly random ``K`` of them are kept. Ties, unscored ones included, are broken by
     the epoch's random order, not by index. The kept count never depends on the scores.
 
-    >>> from lightning_ted.methods import OrderDP
-    >>> method = OrderDP()  # the paper's defaults
-    >>> round(method.paper_ratio, 4), method.stage_sizes(1000, 0.3625)  # 750 random, 638 of them kept
-    (0.3625, (750, 638))
-    >>> method.stage_sizes(1000, 0.5), method.stage_sizes(1000, 0.0)
-    ((642, 500), (1000, 1000))
-
     Args:
         subset: the paper's random-subset fraction, in ``(0, 1]``: with ``keep``, the split of the schedule's
             saving between the random stage and the loss stage (see above).
@@ -53,6 +46,14 @@ class OrderDP(PruningMethod):
     Raises:
         ValueError: ``subset`` or ``keep`` is not a number in ``(0, 1]``, or both are 1 (no stage would
             drop anything, so the ratio cannot be split between them).
+
+    Examples:
+        >>> from lightning_ted.methods import OrderDP
+        >>> method = OrderDP()  # the paper's defaults
+        >>> round(method.paper_ratio, 4), method.stage_sizes(1000, 0.3625)  # 750 random, 638 of them kept
+        (0.3625, (750, 638))
+        >>> method.stage_sizes(1000, 0.5), method.stage_sizes(1000, 0.0)
+        ((642, 500), (1000, 1000))
     """
 
     name = "orderdp"

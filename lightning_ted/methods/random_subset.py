@@ -20,6 +20,18 @@ class RandomSubset(PruningMethod):
             the full-data scale, as TED and InfoBatch do; the plain RS2 rule uses weight 1.
         max_weight: with ``reweight``, the largest weight ``N / kept`` allowed: higher ratios keep
             ``ceil(N / max_weight)`` samples instead (warned once).
+
+    Raises:
+        ValueError: if ``max_weight`` is below 1 (or NaN).
+
+    Examples:
+        >>> import torch
+        >>> from lightning_ted.core.state import ScoreState
+        >>> state = ScoreState(10)
+        >>> len(RandomSubset().select(state, 0.3, torch.Generator().manual_seed(0)))
+        7
+        >>> round(RandomSubset(reweight=True).select(state, 0.3, torch.Generator().manual_seed(0)).weight, 3)  # 10/7
+        1.429
     """
 
     name = "random"

@@ -56,6 +56,24 @@ class SeTa(PruningMethod):
             undoing only the random stage's shrink (the window is a curriculum, not a sample), so a
             weight never exceeds ``1 / (1 - r)``.
         kmeans_iters: cap on Lloyd iterations.
+
+    Raises:
+        ValueError: if ``num_groups`` is not a positive integer, ``window_scale`` is not in ``(0, 1]`` or gives a
+            window of 0 groups, ``delta`` is not in ``(0, 1]``, ``max_epochs`` is neither ``None`` nor a positive
+            integer, ``initial_score`` is not finite, or ``kmeans_iters`` is below 1.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_ted.core.state import ScoreState
+        >>> method, state = SeTa(), ScoreState(100)  # K = 5 groups, a window of round(5 * 0.9) = 4
+        >>> len(method.select(state, 0.3, torch.Generator().manual_seed(0)))  # epoch 0: the random stage alone
+        70
+        >>> state.score = torch.arange(100.0) / 100
+        >>> state.last_epoch[:] = 0  # epoch 0 trained: the next one is epoch 1
+        >>> list(method.window_groups(1))  # the window moved one group harder: the easiest group is left out
+        [1, 2, 3, 4]
+        >>> len(method.select(state, 0.3, torch.Generator().manual_seed(0)))  # 70 drawn, fewer kept
+        56
     """
 
     name = "seta"

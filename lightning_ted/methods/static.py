@@ -17,8 +17,27 @@ _TIE_STREAM = 5  # generator stream of the fixed tie-breaking keys
 
 
 class StaticScore(PruningMethod):
-    """Score every sample during the first ``score_epochs`` epochs (all data kept), then keep the
-    ``N - round(pN)`` highest-scoring samples with weight 1; ties are broken by a fixed random key."""
+    """A static score: measured on all data in the first epochs, then frozen (the base of the rules below).
+
+    Score every sample during the first ``score_epochs`` epochs (all data kept), then keep the
+    ``N - round(pN)`` highest-scoring samples with weight 1; ties are broken by a fixed random key.
+    Used as it is, the score is the sample's mean loss over the scoring epochs.
+
+    Args:
+        score_epochs: epochs scored on all data before the score freezes and pruning starts.
+
+    Raises:
+        ValueError: if ``score_epochs`` is below 1.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_ted.core.state import ScoreState
+        >>> state = ScoreState(6)
+        >>> state.score = torch.tensor([0.3, 0.1, 0.9, 0.2, 0.7, 0.5])
+        >>> state.last_epoch[:] = 0  # the scoring epoch is over
+        >>> StaticScore().select(state, 0.5, torch.Generator().manual_seed(0)).indices.tolist()
+        [2, 4, 5]
+    """
 
     def __init__(self, score_epochs: int = 1) -> None:
         if score_epochs < 1:
@@ -71,6 +90,21 @@ class EL2N(StaticScore):
 
     Rule: score = mean over the early epochs of ``|softmax(z) - onehot(y)|_2`` (the head's ``dl/dz``);
     afterwards keep the highest-scoring samples (weight 1): the easy, low-error ones are pruned.
+
+    Args:
+        score_epochs: epochs scored on all data before the score freezes and pruning starts.
+
+    Raises:
+        ValueError: if ``score_epochs`` is below 1.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_ted.core.state import Observations, ScoreState
+        >>> method, state = EL2N(), ScoreState(6)
+        >>> el2n = torch.tensor([0.3, 0.1, 0.9, 0.2, 0.7, 0.5])  # the head reports it as the term
+        >>> method.update(state, Observations(torch.arange(6), torch.stack([el2n, el2n], dim=1)), epoch=0)
+        >>> method.select(state, 0.5, torch.Generator().manual_seed(0)).indices.tolist()  # the easy half pruned
+        [2, 4, 5]
     """
 
     name = "el2n"
@@ -85,6 +119,21 @@ class GraNd(StaticScore):
 
     Rule: score = mean over the early epochs of the per-sample gradient norm, here of the output
     head (weight and bias); afterwards keep the highest-scoring samples (weight 1).
+
+    Args:
+        score_epochs: epochs scored on all data before the score freezes and pruning starts.
+
+    Raises:
+        ValueError: if ``score_epochs`` is below 1.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_ted.core.state import Observations, ScoreState
+        >>> method, state = GraNd(), ScoreState(6)
+        >>> norm = torch.tensor([0.3, 0.1, 0.9, 0.2, 0.7, 0.5])  # the head reports it as the term
+        >>> method.update(state, Observations(torch.arange(6), torch.stack([norm, norm], dim=1)), epoch=0)
+        >>> method.select(state, 0.5, torch.Generator().manual_seed(0)).indices.tolist()  # small gradients pruned
+        [2, 4, 5]
     """
 
     name = "grand"
@@ -100,6 +149,22 @@ class Forgetting(StaticScore):
     Rule: count, over the scoring epochs, the visits at which a sample went from correctly to wrongly
     classified; never-learned samples count as most forgotten. Keep the most-forgotten (weight 1): the
     unforgettable ones are pruned. ``state.aux`` holds last correctness + 2 * ever correct.
+
+    Args:
+        score_epochs: epochs over which forgetting events are counted (on all data) before pruning starts.
+
+    Raises:
+        ValueError: if ``score_epochs`` is below 1.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_ted.core.state import Observations, ScoreState
+        >>> method = Forgetting()  # counts over 2 epochs
+        >>> state = ScoreState(4, aux=method.uses_aux)
+        >>> for epoch, correct in enumerate([[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 1.0]]):  # the term: 1 = correct
+        ...     method.update(state, Observations(torch.arange(4), torch.tensor([[1.0] * 4, correct]).T), epoch)
+        >>> method.select(state, 0.5, torch.Generator().manual_seed(0)).indices.tolist()  # 0 forgot, 2 never learned
+        [0, 2]
     """
 
     name = "forgetting"
@@ -130,6 +195,24 @@ class CAT(StaticScore):
     epoch, the model's state at that visit acting as the checkpoint); keep the most variable samples
     (weight 1): those whose loss stays flat, learned or not, are pruned. Running mean in ``state.aux``,
     sum of squared deviations (Welford) in ``state.score``.
+
+    Args:
+        score_epochs: epochs (checkpoints) whose losses the standard deviation is taken over, on all data.
+
+    Raises:
+        ValueError: if ``score_epochs`` is below 2 (one loss has no variability).
+
+    Examples:
+        >>> import torch
+        >>> from lightning_ted.core.state import Observations, ScoreState
+        >>> method = CAT(score_epochs=2)
+        >>> state = ScoreState(4, aux=method.uses_aux)
+        >>> for epoch, loss in enumerate([[1.0, 1.0, 1.0, 1.0], [1.0, 0.5, 0.9, 0.1]]):
+        ...     method.update(state, Observations(torch.arange(4), torch.tensor([loss, loss]).T), epoch)
+        >>> [round(v, 3) for v in method.importance(state).tolist()]  # each sample's loss std across the epochs
+        [0.0, 0.25, 0.05, 0.45]
+        >>> method.select(state, 0.5, torch.Generator().manual_seed(0)).indices.tolist()
+        [1, 3]
     """
 
     name = "cat"

@@ -42,7 +42,13 @@ class TED(PruningMethod):
             it, scaled down to mean ``c`` above it; ``True``: always mean 1; ``False``: raw weights.
         max_weight: largest weight of any kept sample (see :class:`PruningMethod`).
 
-    Example:
+    Raises:
+        ValueError: if ``score`` is not ``"igd"`` or ``"grad_norm"`` (the research readings are in
+            ``lightning_ted.research.TEDVariant``), ``alpha`` is not in ``[0, 1)``, ``q`` is not in ``(0, 1]``,
+            ``max_staleness`` is below 2, ``normalize`` is neither a bool nor a number ``>= 1``, or ``max_weight``
+            is below 1 (or NaN).
+
+    Examples:
         >>> import torch
         >>> from lightning_ted.core.state import ScoreState
         >>> state = ScoreState(10)

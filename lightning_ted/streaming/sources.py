@@ -40,6 +40,24 @@ class StreamingMapView(Dataset):
 
     Its length is the dataset's global sample count on every rank (``len(StreamingDataset)`` is the share of
     one rank under DDP), so per-sample scores line up with the streamed path's indices.
+
+    Args:
+        dataset: the litdata ``StreamingDataset``.
+
+    Raises:
+        ValueError: the dataset's sample indices do not run from 0 without gaps.
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> class Chunks:  # a stand-in: what the view reads of a StreamingDataset (litdata's chunk Intervals)
+        ...     def get_len(self, num_workers, batch_size):
+        ...         intervals = [(0, 0, 4, 4), (4, 4, 6, 6)]  # (chunk_start, roi_start, roi_end, chunk_end)
+        ...         self.shuffler = SimpleNamespace(cache=SimpleNamespace(get_chunk_intervals=lambda: intervals))
+        ...     def __getitem__(self, index):
+        ...         return {"id": index}
+        >>> view = StreamingMapView(Chunks())
+        >>> len(view), view[5]
+        (6, {'id': 5})
     """
 
     def __init__(self, dataset: Any) -> None:
@@ -87,7 +105,31 @@ class _Tagged:
 
 
 class LitdataSource:
-    """A litdata ``StreamingDataset`` streamed in litdata's own order with each item's global index."""
+    """A litdata ``StreamingDataset`` streamed in litdata's own order with each item's global index.
+
+    litdata's shuffle and split across ranks and workers are kept; the split is known before the epoch
+    (``plans_split``), so :meth:`for_epoch` plans every rank and worker's kept count exactly.
+
+    Args:
+        dataset: the litdata ``StreamingDataset``.
+
+    Raises:
+        ValueError: the dataset's sample indices do not run from 0 without gaps (pruning scores samples by
+            their global index).
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> class Chunks:  # a stand-in: what the source reads of a StreamingDataset (litdata's chunk Intervals)
+        ...     def __init__(self, *intervals):  # (chunk_start, roi_start, roi_end, chunk_end)
+        ...         self.intervals = list(intervals)
+        ...     def get_len(self, num_workers, batch_size):
+        ...         self.shuffler = SimpleNamespace(cache=SimpleNamespace(get_chunk_intervals=lambda: self.intervals))
+        >>> LitdataSource(Chunks((0, 0, 4, 4), (4, 4, 6, 6))).num_samples
+        6
+        >>> LitdataSource(Chunks((0, 0, 4, 4), (6, 6, 8, 8)))  # samples 4 and 5 are missing
+        Traceback (most recent call last):
+        ValueError: Chunks serves 6 samples whose indices span [0, 8): ...
+    """
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -134,7 +176,30 @@ class LitdataEpoch:
 
 
 class IdColumnSource:
-    """An ``IterableDataset`` whose items carry their sample id under ``column`` (a key or a position)."""
+    """An ``IterableDataset`` whose items carry their sample id under ``column`` (a key or a position).
+
+    The dataset splits itself across workers, so the split is not known ahead (``plans_split`` is False) and
+    :meth:`for_epoch` refuses DDP (``world > 1``: ranks could run different numbers of batches); it calls the
+    dataset's ``set_epoch(epoch)`` where there is one. ``items`` raises ``KeyError`` for an item without an id.
+
+    Args:
+        dataset: an ``IterableDataset`` with ``__len__``, its items' ids in ``[0, len(dataset))``.
+        column: the key (or position) of each item's stable sample id (the datamodule's ``id_column``).
+
+    Raises:
+        TypeError: ``dataset`` has no ``__len__``.
+
+    Examples:
+        >>> from torch.utils.data import IterableDataset
+        >>> class Rows(IterableDataset):
+        ...     def __len__(self):
+        ...         return 3
+        ...     def __iter__(self):
+        ...         return iter([{"id": 2, "x": 0.5}, {"id": 0, "x": 1.5}, {"id": 1, "x": 2.5}])
+        >>> epoch = IdColumnSource(Rows(), column="id").for_epoch(0, world=1, rank=0, nodes=1, workers=0, batch_size=2)
+        >>> [index for index, item in epoch.items()]
+        [2, 0, 1]
+    """
 
     def __init__(self, dataset: IterableDataset, column: str | int) -> None:
         self.dataset, self.column = dataset, column
