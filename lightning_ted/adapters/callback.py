@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from typing_extensions import override
 
 from lightning_ted.adapters.compat import CALLBACK_BASES
 from lightning_ted.adapters.data_source import PruningDataSource
@@ -42,6 +43,23 @@ class TEDPruningCallback(*CALLBACK_BASES):
         progress_bar: show the share of samples the epoch keeps in the progress bar (``kept=61%``).
         summary: print a summary when training ends (rank zero) and log it as ``summary/*`` (see
             :mod:`lightning_ted.adapters.fit_summary`); its numbers stay in ``.summary.values``.
+
+    Raises:
+        TypeError: at ``fit``, if the Trainer's data does not come from a ``DynamicPruningDataModule``.
+        KeyError: if ``training_step`` does not return the per-sample loss (``return pruned_loss(self, losses)``).
+        ValueError: if that loss does not hold one value per sample of the batch.
+
+    Examples:
+        >>> import lightning as L, torch
+        >>> from torch.utils.data import TensorDataset
+        >>> from lightning_ted import DynamicPruningDataModule
+        >>> from lightning_ted.zoo.models import Classifier  # its training_step returns pruned_loss(self, losses)
+        >>> dm = DynamicPruningDataModule(TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,))), batch_size=16)
+        >>> trainer = L.Trainer(max_epochs=4, callbacks=[TEDPruningCallback(summary=False)], logger=False,
+        ...                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        >>> trainer.fit(Classifier(torch.nn.Linear(4, 2), num_classes=2), datamodule=dm)
+        >>> dm.kept_history.tolist()  # warm-up on all data, two pruned epochs, all data again (the anneal)
+        [64, 39, 32, 64]
     """
 
     def __init__(
@@ -57,7 +75,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
         self.progress_bar = progress_bar
         self.quantiles = tuple(float(q) for q in quantiles)
         self.capture: HeadCapture | None = None
-        self.datamodule: Any = None  # the trainer's PruningDataSource (a DynamicPruningDataModule)
+        self.datamodule: PruningDataSource | None = None  # the trainer's DynamicPruningDataModule
         self._pending_state: dict[str, Any] | None = None  # the method's run state, loaded before setup
         self._trainer: L.Trainer | None = None
         self._bar_epoch = -1  # epoch whose kept count the progress bar shows
@@ -65,6 +83,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
         self.summary: FitSummary | None = FitSummary() if summary else None
 
     # ------------------------------------------------------------------ lifecycle
+    @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
@@ -81,17 +100,18 @@ class TEDPruningCallback(*CALLBACK_BASES):
         if fresh:
             self._bar_epoch = -1
         define_epoch_charts(trainer)
-        if dm.method.head_statistic is not None and self.capture is None:
+        if dm.run.method.head_statistic is not None and self.capture is None:
             self.capture = HeadCapture(find_head(pl_module, self.head))
             self.capture.enabled = False  # until the first training step starts
             if self.head is None:
                 log_default_head(pl_module, self.capture.head)
         self._checks = FirstStepChecks(pl_module, self.capture, default_head=self.head is None)
-        dm.method.start_fit(pl_module, fresh)  # a new run drops the method's run state (e.g. TED's references)
+        dm.run.method.start_fit(pl_module, fresh)  # a new run drops the method's run state (e.g. TED's references)
         if self._pending_state is not None:
             state, self._pending_state = self._pending_state, None
             self.load_state_dict(state)
 
+    @override
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.capture is not None:
             self.capture.remove()
@@ -99,10 +119,12 @@ class TEDPruningCallback(*CALLBACK_BASES):
         if self._checks is not None:
             self._checks.close()
 
+    @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.summary is not None:
             self.summary.fit_start(trainer)
 
+    @override
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.datamodule is not None:  # a fit resumed at the end of its last epoch has one left to fold in
             self.datamodule.fold_finished_epoch()
@@ -110,20 +132,23 @@ class TEDPruningCallback(*CALLBACK_BASES):
             labels = self.datamodule.train_labels() if self.log_per_class else None
             self.summary.report(trainer, self.datamodule, labels)
 
+    @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         start_next_epoch_fresh(trainer)  # resume.py: a checkpoint at an epoch's last batch, a longer next epoch
         dm = self.datamodule
-        exact = (dm.method.exact_kept_count and dm.schedule.steps_known) or dm.overfitting
-        schedule = None if dm.schedule.steps_known else f"{type(dm.schedule).__name__} sets each ratio from the run"
-        check_step_schedules(trainer, total_optimizer_steps(trainer) if exact else None, dm.method.name, schedule)
+        method, schedule = dm.run.method, dm.run.schedule
+        exact = (method.exact_kept_count and schedule.steps_known) or dm.overfitting
+        adaptive = None if schedule.steps_known else f"{type(schedule).__name__} sets each ratio from the run"
+        check_step_schedules(trainer, total_optimizer_steps(trainer) if exact else None, method.name, adaptive)
         if self.summary is not None:
             self.summary.train_start(trainer, dm)  # after every restore: a checkpoint's summary counts
 
     # ------------------------------------------------------------------ per step
+    @override
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if self.datamodule.begun_epoch != trainer.current_epoch:
+        if self.datamodule.run.begun_epoch != trainer.current_epoch:
             # Lightning skips on_train_epoch_start of the epoch after a checkpoint written at an epoch's last
             # batch; an epoch resumed in its middle was begun before the checkpoint and is not begun again
             self._begin_epoch(trainer, pl_module)
@@ -136,16 +161,18 @@ class TEDPruningCallback(*CALLBACK_BASES):
             # once per epoch, display only (never logged): the trainer's progress-bar dict, which every
             # progress bar renders, keeps its entries, and a string shows "1225/2000" rather than "1e+3"
             self._bar_epoch = trainer.current_epoch
-            sel = self.datamodule.current_selection
+            sel = self.datamodule.run.current_selection
             bar = trainer.progress_bar_metrics
             if isinstance(bar, dict):
                 bar["kept"] = f"{100 * len(sel) / max(1, sel.num_samples):.0f}%"  # short: fits 80 columns
 
+    @override
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
         ctx = self.datamodule.batch_context if self.datamodule is not None else None
         if self.capture is not None and ctx is not None:
             self._checks.before_backward(ctx.loss)
 
+    @override
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -177,7 +204,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
             self._checks.on_step_end()
             terms = self._head_values(trainer, ctx)
             self.capture.reset()  # free the head activations now, not at the next step
-        dm.state.observe(ctx.index, losses, terms)
+        dm.run.state.observe(ctx.index, losses, terms)
         dm.batch_context = None
 
     def _head_values(self, trainer: L.Trainer, ctx: Any) -> torch.Tensor:
@@ -187,10 +214,11 @@ class TEDPruningCallback(*CALLBACK_BASES):
                 "pruned_loss(self, losses) (and keep automatic optimization) so the callback can read dL/dl_k."
             )
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else 1.0
-        dm = self.datamodule
-        return dm.method.head_values(HeadStep(self.capture, ctx.loss_grad, ctx.weight, lr, dm.current_selection))
+        run = self.datamodule.run
+        return run.method.head_values(HeadStep(self.capture, ctx.loss_grad, ctx.weight, lr, run.current_selection))
 
     # ------------------------------------------------------------------ per epoch
+    @override
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._begin_epoch(trainer, pl_module)
 
@@ -199,8 +227,10 @@ class TEDPruningCallback(*CALLBACK_BASES):
         dm.record_epoch(trainer.current_epoch)
         if self.summary is not None:
             self.summary.epoch_start(trainer, dm)
-        dm.method.start_epoch(trainer, pl_module, dm, self.capture.head if self.capture is not None else None)
+        head = self.capture.head if self.capture is not None else None
+        dm.run.method.start_epoch(trainer, pl_module, dm.epoch_inputs(), head)
 
+    @override
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A checkpoint may be written when validation ends, before on_train_epoch_end: fold the
         # observations in first so every checkpoint holds the scores of everything trained so far.
@@ -209,26 +239,28 @@ class TEDPruningCallback(*CALLBACK_BASES):
         if self.summary is not None:
             self.summary.eval_start(trainer)
 
+    @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.summary is not None:
             self.summary.eval_end(trainer)
 
+    @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm = self.datamodule
         epoch = trainer.current_epoch
         dm.sync_and_update(epoch)
-        state = dm.state
+        state = dm.run.state
         metrics = epoch_scalars(
-            dm.trained_selection,  # what the epoch loaded: the kept set unless limit_train_batches cut it
+            dm.run.trained_selection,  # what the epoch loaded: the kept set unless limit_train_batches cut it
             state.num_samples,
-            dm.kept_history,
+            dm.run.kept_history,
             epoch,
             state.score,
             state.nonfinite_count,
             self.quantiles,
             dm.train_labels() if self.log_per_class else None,
         )
-        metrics.update(dm.generalization.reading(epoch).log_values())  # ig/*: observe/generalization.py
+        metrics.update(dm.run.generalization.reading(epoch).log_values())  # ig/*: observe/generalization.py
         for name, value in metrics.items():
             pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
         log_score_histogram(trainer, state.score, epoch)
@@ -236,17 +268,19 @@ class TEDPruningCallback(*CALLBACK_BASES):
             self.summary.epoch_end(trainer, dm)
 
     # ------------------------------------------------------------------ checkpointing
+    @override
     def state_dict(self) -> dict[str, Any]:
         """The method's per-rank run state (TED: the epoch's pruned-set reference, so a mid-epoch resume
         scores against the same one, and every rank's EMA reference). Under DDP Lightning calls this on
         every rank while saving, so the method may gather here."""
         if self.datamodule is None:
             return dict(self._pending_state or {})
-        state = self.datamodule.method.run_state_dict(self._trainer)
+        state = self.datamodule.run.method.run_state_dict(self._trainer)
         if self.summary is not None:  # the run's summary counts, so a resumed run reports the whole run
             state = {**state, SUMMARY_KEY: self.summary.state_dict(self._trainer, self.datamodule)}
         return state
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         summary = state_dict.pop(SUMMARY_KEY, None)
@@ -257,4 +291,4 @@ class TEDPruningCallback(*CALLBACK_BASES):
             return
         trainer = self._trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        self.datamodule.method.load_run_state_dict(state_dict, world, rank)
+        self.datamodule.run.method.load_run_state_dict(state_dict, world, rank)

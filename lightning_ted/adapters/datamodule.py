@@ -8,32 +8,31 @@ see their usual batch. Validation and test loaders are untouched.
 
 from __future__ import annotations
 
-import math
-from copy import copy
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from typing_extensions import override
 
 from lightning_ted.adapters import fit_start
 from lightning_ted.adapters.callback import TEDPruningCallback
 from lightning_ted.adapters.checkpointing import PruningCheckpoint
 from lightning_ted.adapters.compat import DATAMODULE_BASES, AnyDataModule
-from lightning_ted.adapters.data_source import PruningDataSource
+from lightning_ted.adapters.data_source import PruningDataSource, run_attribute
 from lightning_ted.adapters.forwarded_hooks import ForwardedHooks
 from lightning_ted.adapters.nesting import restore_own_hparams
 from lightning_ted.adapters.wrapping import HookWarningScope, adopt_train_loader, call_batch_hook
 from lightning_ted.core import run_plan
 from lightning_ted.core.batch import BatchContext, IndexedSample
-from lightning_ted.core.resume import EpochCursor
+from lightning_ted.core.run import Collective, PruningRun
 from lightning_ted.core.schedules import PruneSchedule, RollerCoasterSchedule
-from lightning_ted.core.selection import Selection, epoch_generator
-from lightning_ted.core.state import Observations, ScoreState, gather_observations
+from lightning_ted.core.selection import Selection
 from lightning_ted.data.device_loader import check_device_resident_options
 from lightning_ted.data.loader import epoch_loader
+from lightning_ted.data.spec import TrainData
 from lightning_ted.methods import PruningMethod, build_method
-from lightning_ted.observe.generalization import GeneralizationMeter
+from lightning_ted.methods.base import EpochInputs
 from lightning_ted.observe.labels import dataset_labels
 from lightning_ted.streaming.epoch import streamed_epoch_loader
 from lightning_ted.streaming.sources import train_source
@@ -65,7 +64,26 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
             sample id in ``[0, len)``; such a dataset is streamed like a ``StreamingDataset``.
 
     A fit without ``ckpt_path`` on a new Trainer starts from fresh scores, so one datamodule can serve
-    several runs; a ``TEDPruningCallback`` is added to a Trainer that lists none.
+    several runs; a ``TEDPruningCallback`` is added to a Trainer that lists none. The run itself (scores,
+    method, schedule, selections, checkpoint) is :attr:`run`, a :class:`~lightning_ted.core.run.PruningRun`.
+
+    Raises:
+        ValueError: if ``batch_size`` is not a positive integer; if both or neither of ``train_dataset`` and
+            ``datamodule`` are given; if ``method`` names no method; if ``device_resident=True`` comes with
+            ``num_workers`` or a ``collate_fn``; if ``stream`` or ``id_column`` does not fit the dataset's kind.
+        TypeError: if an ``IterableDataset`` has no sample id (``id_column``) or, with one, no ``__len__``.
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> from lightning_ted import ConstantSchedule
+        >>> data = TensorDataset(torch.randn(100, 3), torch.randint(0, 2, (100,)))
+        >>> schedule = ConstantSchedule(ratio=0.5, max_epochs=4)  # a Trainer would set the run length
+        >>> dm = DynamicPruningDataModule(data, method="random", schedule=schedule, batch_size=10)
+        >>> dm.setup("fit")
+        >>> batch = next(iter(dm.train_dataloader()))  # epoch 0 (warm-up) keeps every sample
+        >>> type(batch).__name__, batch.index.shape, len(dm.current_selection)
+        ('IndexedSample', torch.Size([10]), 100)
     """
 
     def __init__(
@@ -103,38 +121,40 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         self.train_dataset = train_dataset
         self.inner = datamodule
         restore_own_hparams(datamodule)  # under LightningCLI it was handed this wrapper's (nesting.py)
-        self.method = build_method(method)
-        self.schedule = schedule if schedule is not None else RollerCoasterSchedule()
+        schedule = schedule if schedule is not None else RollerCoasterSchedule()
+        self.run = PruningRun(build_method(method), schedule, seed)  # core/run.py: owns the pruning run
         self.val_dataset, self.test_dataset = val_dataset, test_dataset
         self.batch_size, self.num_workers, self.collate_fn = batch_size, num_workers, collate_fn
         self.pin_memory, self.drop_last = pin_memory, drop_last
         self.persistent_workers, self.prefetch_factor = persistent_workers, prefetch_factor
         self.loader_options: dict[str, Any] = {"shuffle": True}  # adopted from a wrapped loader
-        self.seed = int(seed)
         self.overfitting = False  # Trainer(overfit_batches=...): the full data in order, unpruned
         self._reset()
         self._pending_load: dict | None = None
         self._labels: Tensor | bool | None = None  # train_labels() cache; False = the dataset has none
         self._hook_warnings = HookWarningScope()
 
+    # what the callback, the tests and users read of the run (core/run.py owns them)
+    method = run_attribute("method")
+    schedule = run_attribute("schedule")
+    seed = run_attribute("seed")
+    state = run_attribute("state")
+    generalization = run_attribute("generalization")
+    current_selection = run_attribute("current_selection")
+    trained_selection = run_attribute("trained_selection")
+    kept_history = run_attribute("kept_history")
+    cursor = run_attribute("cursor")
+    begun_epoch = run_attribute("begun_epoch")
+
     def _reset(self) -> None:
         """Forget everything a previous run learnt (a fresh fit)."""
-        self.state: ScoreState | None = None
-        self.generalization: GeneralizationMeter | None = None  # the ig/* readings (observe/generalization.py)
+        self.run.reset()
         self.batch_context: BatchContext | None = None
-        self.current_selection: Selection | None = None
-        self.trained_selection: Selection | None = None  # what the epoch loads (limit_train_batches)
-        self.kept_history: Tensor = torch.zeros(0, dtype=torch.int64)  # samples trained per epoch
-        self._cache: tuple[int, int, Selection] | None = None  # (epoch, state version, selection)
-        self._version = 0
-        self._interrupted: tuple[EpochCursor, Selection] | None = None  # the epoch a checkpoint was written in
-        self._unfolded_epoch: int | None = None  # a checkpoint's finished epoch whose observations await folding
-        self.begun_epoch = -1  # last epoch whose start was recorded (see record_epoch)
-        self.cursor: EpochCursor | None = None  # progress through the current epoch's train loader
         self._context: tuple[Tensor, Tensor] | None = None  # (index, weight) of the batch in transfer
 
     # ------------------------------------------------------------------ Lightning data hooks
 
+    @override
     def setup(self, stage: str) -> None:
         if self.inner is not None:
             self.inner.trainer = self.trainer
@@ -153,97 +173,96 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
                 elif self.__dict__[name] is None:
                     setattr(self, name, value)
             check_device_resident_options(self.device_resident, self.num_workers, self.collate_fn, adopted=True)
-        if self.state is None:
-            n = self.stream_source.num_samples if self.stream_source is not None else len(self.train_dataset)
-            self.state = ScoreState(n, aux=self.method.uses_aux)
-            self.generalization = GeneralizationMeter(n)
+        n = self.stream_source.num_samples if self.stream_source is not None else len(self.train_dataset)
+        self.run.allocate(n)
         if trainer is not None:
-            self.schedule.follow(trainer.max_epochs)
-            self.method.bind(self.schedule.max_epochs)
             quantum = (self.batch_size or 1) * trainer.world_size * trainer.accumulate_grad_batches  # samples per step
-            n = self.state.num_samples
-            max_drop, exact = n - self.method.min_kept(n), self.method.exact_kept_count
-            self.schedule.attach(self.generalization, n, quantum, max_drop, exact)  # adaptive_schedules.py reads it
+            self.run.configure(trainer.max_epochs, quantum)
             fit_start.ensure_reload_every_epoch(trainer)
             fit_start.ensure_callback(trainer, TEDPruningCallback)
             self.overfitting = fit_start.note_overfitting(trainer)
-            run_plan.check_plan(self)
-        if self.schedule.max_epochs is not None and self.kept_history.numel() < self.schedule.max_epochs:
-            grown = torch.zeros(self.schedule.max_epochs, dtype=torch.int64)
-            grown[: self.kept_history.numel()] = self.kept_history
-            self.kept_history = grown
+            run_plan.check_plan(self.run, fit_start.trainer_limits(trainer), self.train_data())
+        self.run.grow_history()
         if self._pending_load is not None:
             state, self._pending_load = self._pending_load, None
             self.load_state_dict(state)
 
+    def train_data(self) -> TrainData:
+        """The training data and loader options, typed, as the loaders and methods read them."""
+        return TrainData(
+            self.train_dataset,
+            self.stream_source,
+            self.seed,
+            self.batch_size,
+            self.num_workers,
+            self.collate_fn,
+            self.pin_memory,
+            self.drop_last,
+            self.persistent_workers,
+            self.prefetch_factor,
+            self.loader_options,
+            self.device_resident,
+            self.overfitting,
+            self._resident,
+        )
+
+    @override
     def train_dataloader(self) -> DataLoader:
         if self.state is None:
             raise RuntimeError("DynamicPruningDataModule.setup('fit') must run before train_dataloader()")
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        if self._unfolded_epoch is not None and epoch > self._unfolded_epoch:
-            self.fold_finished_epoch()
-        n = self.state.num_samples
-        selection = Selection(torch.arange(n), n, 1.0, n) if self.overfitting else self.selection_for(epoch)
-        self.current_selection = selection
-        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
-        resume = self._interrupted is not None and self._interrupted[0].epoch == epoch
-        self.cursor = copy(self._interrupted[0]) if resume else EpochCursor(epoch)
+        trainer = self.trainer
+        epoch = trainer.current_epoch if trainer is not None else 0
+        selection, cursor = self.run.epoch_to_load(epoch, self.overfitting, self._collective())
+        data, place = self.train_data(), fit_start.epoch_place(trainer)
         build = epoch_loader if self.stream_source is None else streamed_epoch_loader  # streaming/: an iterable set
-        loader, self.trained_selection = build(self, selection, self.cursor, world, rank)
+        loader, trained, cursor = build(data, place, selection, cursor)
+        self._resident = data.resident  # the device copies, reused next epoch
+        self.run.loaded(trained, cursor)
         return loader
 
+    @override
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, IndexedSample):  # unwrap before any user hook sees the batch
             self._context = (batch.index, batch.weight)
             if self.cursor is not None:
                 self.cursor.advance(int(batch.index.shape[0]), self.trainer.world_size if self.trainer else 1)
             batch = batch.data
-        return call_batch_hook(self, "on_before_batch_transfer", batch, dataloader_idx)
+        return call_batch_hook(self.trainer, self.inner, "on_before_batch_transfer", batch, dataloader_idx)
 
+    @override
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         if self._context is not None:
             index, weight = self._context
             self.batch_context = BatchContext(index.to(device, non_blocking=True), weight.to(device, non_blocking=True))
             self._context = None
         default = super().transfer_batch_to_device
-        return call_batch_hook(self, "transfer_batch_to_device", batch, device, dataloader_idx, default=default)
+        hook = "transfer_batch_to_device"
+        return call_batch_hook(self.trainer, self.inner, hook, batch, device, dataloader_idx, default=default)
 
+    @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        return call_batch_hook(self, "on_after_batch_transfer", batch, dataloader_idx)
+        return call_batch_hook(self.trainer, self.inner, "on_after_batch_transfer", batch, dataloader_idx)
 
-    # ------------------------------------------------------------------ selection
+    # ------------------------------------------------------------------ the run, for the callback
     def selection_for(self, epoch: int) -> Selection:
-        """Kept set of ``epoch``: a pure function of (scores, epoch, seed), cached per state version; the
-        epoch a checkpoint interrupted keeps the selection the checkpoint holds."""
-        if self._interrupted is not None and self._interrupted[0].epoch == epoch:
-            return self._interrupted[1]
-        if self._cache is not None and self._cache[:2] == (epoch, self._version):
-            return self._cache[2]
-        ratio = self.schedule.prune_ratio(epoch)
-        selection = self.method.select(self.state, ratio, epoch_generator(self.seed, epoch))
-        self.method.check_step_scale(selection)
-        self._cache = (epoch, self._version, selection)
-        return selection
+        """Kept set of ``epoch`` (see :meth:`PruningRun.selection_for <lightning_ted.core.run.PruningRun>`)."""
+        return self.run.selection_for(epoch)
 
     def record_epoch(self, epoch: int) -> None:
         """Note the number of samples the epoch that starts trains (called by the callback once per epoch)."""
-        self.begun_epoch = epoch
-        if self.trained_selection is not None and epoch < self.kept_history.numel():
-            self.kept_history[epoch] = len(self.trained_selection)
+        self.run.record_epoch(epoch)
+
+    def epoch_inputs(self) -> EpochInputs:
+        """What the method may read as an epoch starts (its selection, the seed, the training data)."""
+        return EpochInputs(self.current_selection, self.seed, self.train_data())
 
     def fold_finished_epoch(self) -> None:
-        """Fold in the observations of an epoch a checkpoint caught after its last batch but before its end
-        hooks (Lightning does not rerun them on resume): they were gathered from every rank when saved. Called
-        before the next epoch's selection, and when a resumed fit ends without another epoch."""
-        if self._unfolded_epoch is None:
-            return
-        epoch, self._unfolded_epoch = self._unfolded_epoch, None
-        self.sync_and_update(epoch)
+        """Fold in a checkpoint's finished epoch whose end hooks never ran (see :class:`PruningRun`)."""
+        self.run.fold_finished_epoch(self._collective())
 
     def saved_fraction(self, through_epoch: int) -> float:
         """Fraction of sample-passes saved in epochs ``0..through_epoch`` compared with full data."""
-        done = self.kept_history[: through_epoch + 1]
-        return 1.0 - float(done.sum()) / (self.state.num_samples * (through_epoch + 1))
+        return self.run.saved_fraction(through_epoch)
 
     def train_labels(self) -> Tensor | None:
         """Integer class label of every training sample when the dataset exposes them (see
@@ -255,20 +274,15 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
 
     def sync_and_update(self, epoch: int) -> None:
         """Gather this epoch's observations from all ranks (one collective) and fold them into the scores."""
-        restored, local = self.state.take_split()
-        obs = restored.join(self._gather(local))
-        self.generalization.observe(obs.index, obs.loss, self.state.last_epoch, epoch)  # before the visit is recorded
-        self.method.update(self.state, obs, epoch)
-        self._version += 1
+        self.run.fold(epoch, self._collective())
 
-    def _gather(self, obs: Observations) -> Observations:
-        """Every rank's observations (one ``all_gather``); ``obs`` itself on a single process."""
-        world = self.trainer.world_size if self.trainer is not None else 1
-        if world == 1 or self.current_selection is None or not torch.distributed.is_initialized():
-            return obs
-        capacity = getattr(self.cursor, "capacity", None) or math.ceil(len(self.current_selection) / world)
-        strategy = self.trainer.strategy
-        return gather_observations(obs, capacity, lambda t: strategy.all_gather(t.to(strategy.root_device)))
+    def _collective(self) -> Collective | None:
+        """The Trainer's all-gather across ranks, or ``None`` on a single process."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return None
+        strategy = trainer.strategy
+        return Collective(trainer.world_size, lambda t: strategy.all_gather(t.to(strategy.root_device)))
 
     def total_optimizer_steps(self) -> int:
         """Exact number of optimizer steps the whole pruned run takes, known before training.
@@ -279,4 +293,6 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
         TED would then keep, it is the most the run can take, with a ``StepCountWarning`` (see
         :func:`lightning_ted.core.run_plan.total_optimizer_steps`).
         """
-        return run_plan.total_optimizer_steps(self)
+        if self.trainer is None or self.state is None:
+            raise RuntimeError("total_optimizer_steps() needs the datamodule attached to a Trainer and set up")
+        return run_plan.total_optimizer_steps(self.run, fit_start.trainer_limits(self.trainer), self.train_data())

@@ -1,11 +1,15 @@
 """What the pruning datamodule settles with the Trainer when a fit starts: whether the fit is fresh (new
-state) or resumed, the pruning callback's presence, and the Trainer options pruning depends on.
+state) or resumed, the pruning callback's presence, and the Trainer options pruning depends on, read once
+into the core's typed limits (``TrainerLimits``) and the loaders' ``EpochPlace``.
 """
 
 from __future__ import annotations
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
+
+from lightning_ted.core.run_plan import TrainerLimits
+from lightning_ted.data.spec import EpochPlace
 
 
 def starts_fresh(trainer: L.Trainer) -> bool:
@@ -54,3 +58,31 @@ def note_overfitting(trainer: L.Trainer) -> bool:
         "full training set every epoch, in index order; DynamicPruningDataModule prunes nothing while overfitting."
     )
     return True
+
+
+def trainer_limits(trainer: L.Trainer) -> TrainerLimits:
+    """The Trainer's settings the run plan counts batches and steps with (``core/run_plan.py``)."""
+    return TrainerLimits(
+        trainer.world_size,
+        trainer.limit_train_batches,
+        trainer.accumulate_grad_batches,
+        trainer.max_steps,
+        trainer.val_check_interval,
+        trainer.check_val_every_n_epoch,
+        trainer.limit_val_batches,
+    )
+
+
+def epoch_place(trainer: L.Trainer | None) -> EpochPlace:
+    """Where the train loaders load an epoch: ranks, nodes, device and the Trainer's cuts (one process without
+    a Trainer)."""
+    if trainer is None:
+        return EpochPlace()
+    return EpochPlace(
+        trainer.world_size,
+        trainer.global_rank,
+        trainer.num_nodes,
+        trainer.strategy.root_device,
+        trainer.limit_train_batches,
+        trainer.overfit_batches,
+    )

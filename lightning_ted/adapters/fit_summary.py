@@ -1,24 +1,23 @@
 """The summary printed at the end of every pruned ``fit`` (rank zero), and logged as ``summary/*`` scalars.
 
-What pruning bought over the run: sample-passes saved, training batches and optimizer steps against a
-full-data run's over the same span, wall time, and the speedup: the training time a full-data run would
-have taken over the training time spent (validation excluded). The full-data time is estimated from the
-run's own full-data epochs: the first epoch as it was (it carries one-time start-up costs a full-data run
-pays too) and every other epoch at the pace of the later full-data epochs (anneal), per sample; with no
-later full-data epoch, every epoch at the first epoch's pace (then the start-up cost counts in every epoch
-and the speedup reads high). Then the share of samples never dropped and always dropped over the complete
-epochs that dropped any, per class where the training set exposes labels (a negative label, such as an
-``ignore_index``, is in no class and is counted apart).
+What pruning bought over the run: sample-passes saved, training batches and optimizer steps against a full-data run's
+over the same span, wall time, and the speedup: the training time a full-data run would have taken over the training
+time spent (validation excluded). The full-data time is estimated from the run's own full-data epochs: the first
+epoch as it was (it carries one-time start-up costs a full-data run pays too) and every other epoch at the pace of
+the later full-data epochs (anneal), per sample; with no later full-data epoch, every epoch at the first epoch's pace
+(then the start-up cost counts in every epoch and the speedup reads high). Then the share of samples never dropped
+and always dropped over the complete epochs that dropped any, per class where the training set exposes labels (a
+negative label, such as an ``ignore_index``, is in no class and is counted apart).
 
-The counts are the whole run's, whichever fits it took: the callback's checkpoint carries them (with the
-epoch in progress, so a run resumed in an epoch's middle counts that epoch whole). A checkpoint without
-them (written with ``summary=False`` or by an older version) leaves the earlier epochs unknown: the summary
-then says that it counts from the resumed position on. An epoch cut short (``max_steps``, ``should_stop``)
-counts what it trained, and the full-data run it is compared with stops at the same share of that epoch.
+The counts are the whole run's, whichever fits it took: the callback's checkpoint carries them (with the epoch in
+progress, so a run resumed in an epoch's middle counts that epoch whole). A checkpoint without them (written with
+``summary=False`` or by an older version) leaves the earlier epochs unknown: the summary then says that it counts
+from the resumed position on. An epoch cut short (``max_steps``, ``should_stop``) counts what it trained, and the
+full-data run it is compared with stops at the same share of that epoch.
 
-Optimizer steps are Lightning's ``global_step``, which under manual optimization counts every optimizer's
-``step()``; the full-data count then takes this run's steps per batch. Per-epoch records and one small
-per-sample count tensor are updated at epoch boundaries; nothing runs on the step path.
+Optimizer steps are Lightning's ``global_step``, which under manual optimization counts every optimizer's ``step()``;
+the full-data count then takes this run's steps per batch. Per-epoch records and one small per-sample count tensor
+are updated at epoch boundaries; nothing runs on the step path.
 """
 
 from __future__ import annotations
@@ -31,8 +30,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_ted.adapters.data_source import PruningDataSource
 from lightning_ted.adapters.fit_start import starts_fresh
 from lightning_ted.data.loader import batches_per_rank, limited_batches, trained_samples
+from lightning_ted.data.spec import TrainData
 from lightning_ted.observe.summary_counts import EpochRecord, drop_shares
 from lightning_ted.observe.summary_text import format_summary, print_summary, sync_device
 
@@ -72,7 +73,7 @@ class FitSummary:
         else:
             self.values, self._fit_start, self._resumed_at = {}, time.perf_counter(), None
 
-    def train_start(self, trainer: Any, dm: Any) -> None:
+    def train_start(self, trainer: Any, dm: PruningDataSource) -> None:
         """Training is about to run, every state restored: take over a checkpoint's counts, or note that the
         fit resumed without them; an epoch resumed in its middle goes on counting from where it was."""
         resumed = trainer.global_step > 0 or trainer.current_epoch > 0
@@ -83,25 +84,25 @@ class FitSummary:
             self._whole_run = False
         if not resumed or (restored is None and self._records):  # not resumed, or this Trainer's run goes on
             return
-        self._resumed_at = trainer.current_epoch
-        if self._open is not None and self._open.epoch != trainer.current_epoch:
+        self._resumed_at = epoch = trainer.current_epoch
+        if self._open is not None and self._open.epoch != epoch:
             self._close(self._open, dm)  # saved after its last batch, before its end hooks (not rerun)
-        mid_epoch = dm is not None and dm.begun_epoch == trainer.current_epoch and dm.trained_selection is not None
+        mid_epoch = dm is not None and (dm.run.begun_epoch, dm.run.trained_selection is not None) == (epoch, True)
         if not mid_epoch:
             self._open = None
             return
         sync_device(trainer)
         if self._open is None:  # no counts for the epoch's first part: count from here
-            batches = dm.cursor.batches if dm.cursor is not None else 0
+            batches = dm.run.cursor.batches if dm.run.cursor is not None else 0
             self._open = self._record(trainer, dm, batches_before=batches)
             self._open.batches = batches
         self._epoch_start = time.perf_counter() - self._open.seconds
 
-    def epoch_start(self, trainer: Any, dm: Any) -> None:
+    def epoch_start(self, trainer: Any, dm: PruningDataSource) -> None:
         sync_device(trainer)
         self._epoch_start = time.perf_counter()
-        self._open = self._record(trainer, dm) if dm.trained_selection is not None else None
-        sel, n = dm.current_selection, dm.state.num_samples
+        self._open = self._record(trainer, dm) if dm.run.trained_selection is not None else None
+        sel, n = dm.run.current_selection, dm.run.state.num_samples
         if self._open is not None and sel is not None and len(sel) < n:  # a pruning epoch: count who it keeps
             self._count(sel, n, 1)
             self._open.counted = True
@@ -117,7 +118,7 @@ class FitSummary:
             self._epoch_start += time.perf_counter() - self._eval_start  # validation is not training time
             self._eval_start = None
 
-    def epoch_end(self, trainer: Any, dm: Any) -> None:
+    def epoch_end(self, trainer: Any, dm: PruningDataSource) -> None:
         if self._open is None or self._epoch_start is None:
             return
         sync_device(trainer)
@@ -126,7 +127,7 @@ class FitSummary:
         self._open, self._epoch_start = None, None
 
     # ------------------------------------------------------------------ checkpoint
-    def state_dict(self, trainer: Any, dm: Any) -> dict[str, Any]:
+    def state_dict(self, trainer: Any, dm: PruningDataSource) -> dict[str, Any]:
         """The counts so far, the epoch in progress with its progress, for the callback's checkpoint."""
         open_ = None
         if self._open is not None and trainer is not None and self._epoch_start is not None:
@@ -157,13 +158,13 @@ class FitSummary:
         self._whole_run = bool(state.get("whole_run", True))
 
     # ------------------------------------------------------------------ records
-    def _record(self, trainer: Any, dm: Any, batches_before: int = 0) -> EpochRecord:
-        kept = dm.current_selection if dm.current_selection is not None else dm.trained_selection
+    def _record(self, trainer: Any, dm: PruningDataSource, batches_before: int = 0) -> EpochRecord:
+        kept = dm.run.current_selection if dm.run.current_selection is not None else dm.run.trained_selection
         return EpochRecord(
-            trainer.current_epoch, len(dm.trained_selection), len(kept), trainer.global_step, batches_before
+            trainer.current_epoch, len(dm.run.trained_selection), len(kept), trainer.global_step, batches_before
         )
 
-    def _update(self, record: EpochRecord, trainer: Any, dm: Any) -> None:
+    def _update(self, record: EpochRecord, trainer: Any, dm: PruningDataSource) -> None:
         """Bring ``record`` (the epoch in progress) up to now: batches, steps, seconds."""
         now = self._eval_start if self._eval_start is not None else time.perf_counter()
         record.seconds = now - self._epoch_start
@@ -175,12 +176,12 @@ class FitSummary:
         record.planned_batches = int(planned) if math.isfinite(planned) else record.batches
         record.complete = record.batches >= record.planned_batches
 
-    def _close(self, record: EpochRecord, dm: Any) -> None:
+    def _close(self, record: EpochRecord, dm: PruningDataSource) -> None:
         """File a finished epoch; one cut short leaves the per-sample counts (they cover complete epochs)."""
         self._records[record.epoch] = record
         cursor = getattr(dm, "cursor", None)
         if record.counted and not record.complete and cursor is not None and cursor.epoch == record.epoch:
-            self._count(dm.current_selection, dm.state.num_samples, -1)
+            self._count(dm.run.current_selection, dm.run.state.num_samples, -1)
             record.counted = False
 
     def _count(self, sel: Any, n: int, sign: int) -> None:
@@ -191,30 +192,30 @@ class FitSummary:
         self._pruned_epochs += sign
 
     # ------------------------------------------------------------------ the report
-    def report(self, trainer: Any, dm: Any, labels: Tensor | None) -> dict[str, float]:
+    def report(self, trainer: Any, dm: PruningDataSource, labels: Tensor | None) -> dict[str, float]:
         """Compute the summary, log it to every logger and print it on rank zero; returns the values."""
         if self._restored is not None:  # training never started (the run was already done): take the counts
             self.train_start(trainer, dm)
         if self._open is not None and self._epoch_start is not None:  # ended without its epoch-end hooks
             self.epoch_end(trainer, dm)
         records = [self._records[e] for e in sorted(self._records)]
-        if not records or dm.state is None:
+        if not records or dm.run.state is None:
             return {}
-        n = dm.state.num_samples
-        values = self._passes_and_steps(trainer, dm, records, n)
+        n = dm.run.state.num_samples
+        values = self._passes_and_steps(trainer, dm.train_data(), records, n)
         values.update(self._drop_shares(labels))
-        values.update(dm.generalization.summary_values() if dm.generalization is not None else {})
+        values.update(dm.run.generalization.summary_values() if dm.run.generalization is not None else {})
         self.values = values
         for logger in trainer.loggers:
             logger.log_metrics(values, step=trainer.global_step)
         notes = self._notes(trainer, dm, records)
-        this_fit = self._resumed_at is not None or not self._whole_run  # wall time is this fit's, not the run's
-        print_summary(trainer, format_summary(values, dm.method.name, [r.epoch for r in records], n, notes, this_fit))
+        partial = self._resumed_at is not None or not self._whole_run  # wall time is this fit's, not the run's
+        print_summary(trainer, format_summary(values, dm.run.method.name, sorted(self._records), n, notes, partial))
         return values
 
-    def _notes(self, trainer: Any, dm: Any, records: list[EpochRecord]) -> list[str]:
+    def _notes(self, trainer: Any, dm: PruningDataSource, records: list[EpochRecord]) -> list[str]:
         """What the printed span is: resumed, counted from a resume on, epochs cut short."""
-        batch_size, world = dm.batch_size or 1, trainer.world_size
+        batch_size, world = dm.train_data().batch_size or 1, trainer.world_size
         notes = []
         if not self._whole_run:
             notes.append(
@@ -241,10 +242,10 @@ class FitSummary:
             )
         return notes
 
-    def _passes_and_steps(self, trainer: Any, dm: Any, records: list[EpochRecord], n: int) -> dict[str, float]:
-        world, batch_size = trainer.world_size, dm.batch_size or 1
+    def _passes_and_steps(self, trainer: Any, data: TrainData, records: list[EpochRecord], n: int) -> dict[str, float]:
+        world, batch_size = trainer.world_size, data.batch_size or 1
         full_batches = limited_batches(
-            batches_per_rank(n, world, batch_size, bool(dm.drop_last)), trainer.limit_train_batches
+            batches_per_rank(n, world, batch_size, bool(data.drop_last)), trainer.limit_train_batches
         )
         full_samples = trained_samples(n, full_batches, world, batch_size)  # what a full-data epoch loads
         trained = {r.epoch: r.samples(batch_size, world) for r in records}

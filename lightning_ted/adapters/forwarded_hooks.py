@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
+from typing_extensions import override
 
 from lightning_ted.adapters.compat import overrides
 from lightning_ted.data.loader import loader_kwargs
@@ -24,20 +25,24 @@ class ForwardedHooks:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         return getattr(inner, name)
 
+    @override
     def prepare_data(self) -> None:
         if self.inner is not None:
             self.inner.prepare_data()
 
+    @override
     def val_dataloader(self) -> Any:
         if self.inner is not None:  # like plain Lightning: no val_dataloader, no validation
             return self.inner.val_dataloader() if overrides("val_dataloader", self.inner) else []
         return self._eval_loader(self.val_dataset)
 
+    @override
     def test_dataloader(self) -> Any:
         if self.inner is not None:
             return self.inner.test_dataloader()
         return self._eval_loader(self.test_dataset)
 
+    @override
     def predict_dataloader(self) -> Any:
         if overrides("predict_dataloader", self.inner):
             return self.inner.predict_dataloader()
@@ -46,6 +51,7 @@ class ForwardedHooks:
             "a LightningDataModule that defines predict_dataloader()."
         )
 
+    @override
     def teardown(self, stage: str) -> None:
         self._hook_warnings.close()
         if self.inner is not None:

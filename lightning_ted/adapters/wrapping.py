@@ -142,11 +142,13 @@ def _hook_warning_caches() -> list[set]:
     return caches
 
 
-def call_batch_hook(dm: Any, name: str, *args: Any, default: Callable | None = None) -> Any:
-    """Run the user's batch hook ``name`` for datamodule ``dm`` (see :func:`user_batch_hook`); without
-    one, ``default(*args)`` or the batch unchanged."""
-    model = dm.trainer.lightning_module if dm.trainer is not None else None
-    hook = user_batch_hook(name, dm.inner, model)
+def call_batch_hook(
+    trainer: Any, inner: L.LightningDataModule | None, name: str, *args: Any, default: Callable | None = None
+) -> Any:
+    """Run the user's batch hook ``name`` (of the wrapped DataModule ``inner`` or the model of ``trainer``, see
+    :func:`user_batch_hook`); without one, ``default(*args)`` or the batch unchanged."""
+    model = trainer.lightning_module if trainer is not None else None
+    hook = user_batch_hook(name, inner, model)
     if hook is not None:
         return hook(*args)
     return args[0] if default is None else default(*args)

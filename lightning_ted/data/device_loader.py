@@ -20,6 +20,7 @@ from lightning_ted.core.batch import IndexedSample
 from lightning_ted.core.epoch_order import EpochShuffleSampler
 from lightning_ted.core.resume import EpochCursor, ResumableEpoch
 from lightning_ted.core.selection import Selection
+from lightning_ted.data.spec import EpochPlace, TrainData
 
 
 class DeviceResidentLoader(ResumableEpoch):
@@ -102,27 +103,26 @@ def wants_device_resident(device_resident: bool | None, dataset: Dataset, collat
 
 
 def device_resident_loader(
-    dm: Any, selection: Selection, cursor: EpochCursor, sampler: EpochShuffleSampler
+    data: TrainData, place: EpochPlace, selection: Selection, cursor: EpochCursor, sampler: EpochShuffleSampler
 ) -> DeviceResidentLoader | None:
-    """The epoch's :class:`DeviceResidentLoader` when ``dm`` (a ``DynamicPruningDataModule``) serves its train
-    set from the device, else ``None``; the tensors are moved to the trainer's device once per run."""
-    dataset = dm.train_dataset
-    if not wants_device_resident(dm.device_resident, dataset, dm.collate_fn):
+    """The epoch's :class:`DeviceResidentLoader` when ``data`` is served from the device, else ``None``; the
+    tensors are moved to ``place.device`` once per run (kept in ``data.resident``)."""
+    dataset = data.dataset
+    if not wants_device_resident(data.device_resident, dataset, data.collate_fn):
         return None
-    if dm.device_resident is None and dm.num_workers:
+    if data.device_resident is None and data.num_workers:
         rank_zero_warn(
             f"the training tensors already live on an accelerator, so batches are gathered there in the main "
-            f"process and num_workers={dm.num_workers} is not used; pass device_resident=False to keep the "
+            f"process and num_workers={data.num_workers} is not used; pass device_resident=False to keep the "
             "DataLoader (its workers cannot read accelerator tensors), or leave num_workers unset."
         )
-    trainer = dm.trainer
-    device = trainer.strategy.root_device if trainer is not None else dataset.tensors[0].device
-    source, moved = dm._resident if dm._resident is not None else ((), ())
+    device = place.device if place.device is not None else dataset.tensors[0].device
+    source, moved = data.resident if data.resident is not None else ((), ())
     if len(source) != len(dataset.tensors) or any(a is not b for a, b in zip(source, dataset.tensors, strict=False)):
         moved = ()
     if not moved or moved[0].device != device:
         moved = tuple(t.to(device) for t in dataset.tensors)
-    dm._resident = (tuple(dataset.tensors), moved)
+    data.resident = (tuple(dataset.tensors), moved)
     return DeviceResidentLoader(
-        moved, selection, cursor, sampler, batch_size=dm.batch_size or 1, drop_last=bool(dm.drop_last)
+        moved, selection, cursor, sampler, batch_size=data.batch_size or 1, drop_last=bool(data.drop_last)
     )

@@ -1,7 +1,8 @@
 """The per-epoch train loader: the kept samples with their indices and weights, shuffled from
 ``(seed, epoch)``, sharded across ranks and resumable mid-epoch.
 
-``DynamicPruningDataModule`` builds one ``PruningDataLoader`` per epoch from these pieces; each batch is
+``DynamicPruningDataModule`` builds one ``PruningDataLoader`` per epoch from these pieces and a typed
+:class:`~lightning_ted.data.spec.TrainData`; each batch is
 an ``IndexedSample(data, index, weight)`` that the datamodule unwraps before the model sees it.
 """
 
@@ -17,7 +18,8 @@ from lightning_ted.core.batch import Collated, IndexedCollate, IndexedSample
 from lightning_ted.core.epoch_order import EpochShuffleSampler
 from lightning_ted.core.resume import EpochCursor, ResumableEpoch
 from lightning_ted.core.selection import Selection, epoch_generator
-from lightning_ted.data.device_loader import device_resident_loader
+from lightning_ted.data.device_loader import DeviceResidentLoader, device_resident_loader
+from lightning_ted.data.spec import EpochPlace, TrainData
 
 
 class KeptDataset(Dataset):
@@ -63,40 +65,38 @@ class PruningDataLoader(ResumableEpoch, DataLoader):
 
 
 def epoch_loader(
-    dm: Any, selection: Selection, cursor: EpochCursor, world: int, rank: int
-) -> tuple[PruningDataLoader, Selection]:
-    """The train loader of ``cursor.epoch`` over ``selection`` for datamodule ``dm``, and the part of the
-    selection it will actually load under the Trainer's ``limit_train_batches``.
+    data: TrainData, place: EpochPlace, selection: Selection, cursor: EpochCursor
+) -> tuple[PruningDataLoader | DeviceResidentLoader, Selection, EpochCursor]:
+    """The train loader of ``cursor.epoch`` over ``selection``, the part of the selection it will actually load
+    under the Trainer's ``limit_train_batches``, and the cursor it advances.
 
     While overfitting (``Trainer(overfit_batches=...)``) the samples come in index order, through a
     ``SequentialSampler`` on one process so Lightning keeps it as it is.
     """
-    if len(dm.train_dataset) != selection.num_samples:
+    if len(data.dataset) != selection.num_samples:
         raise RuntimeError(
-            f"the training set changed length from {selection.num_samples} to {len(dm.train_dataset)} samples; "
+            f"the training set changed length from {selection.num_samples} to {len(data.dataset)} samples; "
             "per-sample scores are indexed by position, so the dataset must keep a fixed length for the whole run."
         )
-
-    shuffle = dm.loader_options["shuffle"] and not dm.overfitting
-    sampler = EpochShuffleSampler(len(selection), dm.seed, cursor.epoch, world, rank, shuffle=shuffle)
-    loader = device_resident_loader(dm, selection, cursor, sampler)
+    world, rank = place.world, place.rank
+    sampler = EpochShuffleSampler(len(selection), data.seed, cursor.epoch, world, rank, shuffle=data.shuffle)
+    loader = device_resident_loader(data, place, selection, cursor, sampler)
     if loader is None:
-        kept = KeptDataset(dm.train_dataset, selection, gather_tensors=dm.collate_fn in (None, default_collate))
+        kept = KeptDataset(data.dataset, selection, gather_tensors=data.collate_fn in (None, default_collate))
         loader = PruningDataLoader(
             kept,
             cursor=cursor,
-            sampler=SequentialSampler(kept) if dm.overfitting and world == 1 else sampler,
-            generator=epoch_generator(dm.seed, cursor.epoch, stream=2),  # worker seeds
-            collate_fn=IndexedCollate(dm.collate_fn),
-            drop_last=bool(dm.drop_last),
-            **loader_kwargs(dm),
+            sampler=SequentialSampler(kept) if data.overfitting and world == 1 else sampler,
+            generator=epoch_generator(data.seed, cursor.epoch, stream=2),  # worker seeds
+            collate_fn=IndexedCollate(data.collate_fn),
+            drop_last=bool(data.drop_last),
+            **loader_kwargs(data),
         )
-    limit = dm.trainer.limit_train_batches if dm.trainer is not None else 1.0
-    batches = limited_batches(len(loader), limit)
+    batches = limited_batches(len(loader), place.limit_train_batches)
     if batches >= len(loader):
-        return loader, selection
-    count = trained_samples(len(selection), batches, world, dm.batch_size or 1)
-    return loader, trained_part(selection, sampler, count)
+        return loader, selection, cursor
+    count = trained_samples(len(selection), batches, world, data.batch_size or 1)
+    return loader, trained_part(selection, sampler, count), cursor
 
 
 def limited_batches(batches: int, limit: int | float) -> int:
@@ -130,14 +130,14 @@ def batches_per_rank(kept: int, world: int, batch_size: int, drop_last: bool) ->
     return per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
 
 
-def loader_kwargs(dm: Any) -> dict[str, Any]:
-    """``DataLoader`` options of ``dm``'s train and evaluation loaders (worker-only ones with workers)."""
-    workers = dm.num_workers or 0
-    kwargs = {"batch_size": dm.batch_size or 1, "num_workers": workers, "pin_memory": bool(dm.pin_memory)}
-    kwargs.update({k: v for k, v in dm.loader_options.items() if k != "shuffle" and v is not None})
-    kwargs["persistent_workers"] = bool(dm.persistent_workers)  # PyTorch refuses True without workers
+def loader_kwargs(data: TrainData) -> dict[str, Any]:
+    """``DataLoader`` options of the train loader (worker-only ones with workers)."""
+    workers = data.num_workers or 0
+    kwargs = {"batch_size": data.batch_size or 1, "num_workers": workers, "pin_memory": bool(data.pin_memory)}
+    kwargs.update({k: v for k, v in data.loader_options.items() if k != "shuffle" and v is not None})
+    kwargs["persistent_workers"] = bool(data.persistent_workers)  # PyTorch refuses True without workers
     if workers == 0:  # an option of worker processes only, e.g. adopted from a loader that had workers
         kwargs.pop("multiprocessing_context", None)
-    elif dm.prefetch_factor is not None:
-        kwargs["prefetch_factor"] = dm.prefetch_factor
+    elif data.prefetch_factor is not None:
+        kwargs["prefetch_factor"] = data.prefetch_factor
     return kwargs

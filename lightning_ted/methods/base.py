@@ -15,6 +15,7 @@ from torch import Tensor
 
 from lightning_ted.core.selection import Selection, min_kept
 from lightning_ted.core.state import Observations, ScoreState
+from lightning_ted.data.spec import TrainData
 from lightning_ted.methods.taylor import HeadCapture, calls_statistic
 
 #: default bound on any kept sample's loss weight (see :attr:`PruningMethod.max_weight`).
@@ -34,6 +35,16 @@ class TrainedBefore:
     whole: bool = True
 
 
+@dataclass(frozen=True)
+class EpochInputs:
+    """What a method may read when a training epoch starts: the epoch's selection, the run's seed and the
+    training data with its loader options."""
+
+    selection: Selection
+    seed: int
+    data: TrainData
+
+
 @dataclass
 class HeadStep:
     """What the callback hands a method after one training step's backward: the head capture, the
@@ -48,11 +59,32 @@ class HeadStep:
 
 
 class WeightBoundWarning(UserWarning):
-    """A schedule or setting would weigh kept samples above ``max_weight``; the kept set was enlarged."""
+    """A schedule or setting would weigh kept samples above ``max_weight``; the kept set was enlarged.
+
+    Examples:
+        >>> import warnings
+        >>> from lightning_ted.methods import RandomSubset
+        >>> with warnings.catch_warnings(record=True) as caught:  # 0.95 of 10 would keep 0: max_weight 10 keeps 1
+        ...     warnings.simplefilter("always")
+        ...     sel = RandomSubset(reweight=True).select(ScoreState(10), 0.95, torch.Generator())
+        >>> len(sel), caught[0].category is WeightBoundWarning
+        (1, True)
+    """
 
 
 class StepScaleWarning(UserWarning):
-    """The kept samples weigh more than ``STEP_SCALE_WARNING`` on average: each step is that much larger."""
+    """The kept samples weigh more than ``STEP_SCALE_WARNING`` on average: each step is that much larger.
+
+    Examples:
+        >>> import warnings
+        >>> from lightning_ted.methods import RandomSubset
+        >>> method = RandomSubset(reweight=True)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     method.check_step_scale(method.select(ScoreState(10), 0.8, torch.Generator()))  # 2 kept, weighing 5
+        >>> issubclass(StepScaleWarning, UserWarning), caught[0].category is StepScaleWarning
+        (True, True)
+    """
 
 
 class PruningMethod(ABC):
@@ -67,6 +99,15 @@ class PruningMethod(ABC):
     need more (``N / kept`` is 100 at ratio 0.99) keeps more samples instead, with one warning per
     method instance: a few samples weighing 100x make each step a noisy, huge one (accuracy fell to
     chance). ``math.inf`` lifts the bound. Methods that never reweigh (weight 1) ignore it.
+
+    Examples:
+        >>> class KeepFirst(PruningMethod):  # a minimal rule: keep the first samples, weight 1
+        ...     name = "keep_first"
+        ...     def select(self, state, prune_ratio, generator):
+        ...         kept = state.num_samples - self.drop_count(state.num_samples, prune_ratio)
+        ...         return Selection(torch.arange(kept), kept, 1.0, state.num_samples, prune_ratio)
+        >>> len(KeepFirst().select(ScoreState(10), 0.3, torch.Generator())), KeepFirst().max_weight
+        (7, 10.0)
     """
 
     name: str = "base"
@@ -125,7 +166,7 @@ class PruningMethod(ABC):
     def start_fit(self, pl_module: Any, fresh: bool) -> None:  # noqa: B027 (optional hook)
         """A fit starts (``fresh``: without a checkpoint); check the module, drop per-run state."""
 
-    def start_epoch(self, trainer: Any, pl_module: Any, datamodule: Any, head: Any) -> None:  # noqa: B027
+    def start_epoch(self, trainer: Any, pl_module: Any, inputs: EpochInputs, head: Any) -> None:  # noqa: B027
         """A training epoch starts, its selection made (e.g. a forward-only pass over pruned samples)."""
 
     def head_values(self, step: HeadStep) -> Tensor:

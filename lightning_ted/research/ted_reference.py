@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from lightning_ted.core.selection import epoch_generator
+from lightning_ted.methods.base import EpochInputs
 from lightning_ted.methods.pruned_reference import pruned_indices, pruned_reference
 from lightning_ted.methods.taylor import batch_reference
 
@@ -42,14 +43,15 @@ class TEDReference:
         """A new run: no reference of an earlier fit carries over."""
         self.ema, self.pruned = None, None
 
-    def start_epoch(self, trainer: L.Trainer, pl_module: L.LightningModule, datamodule: Any, head: Any) -> None:
+    def start_epoch(self, trainer: L.Trainer, pl_module: L.LightningModule, inputs: EpochInputs, head: Any) -> None:
         """The pruned-set reference of the epoch (a resumed mid-epoch run keeps the one its checkpoint holds)."""
         epoch = trainer.current_epoch
         if not self.needs_forward_pass or (self.pruned is not None and self.pruned[0] == epoch):
             return
-        dm = datamodule
-        indices = pruned_indices(dm.current_selection, self.reference_size, epoch_generator(dm.seed, epoch, stream=3))
-        ref = pruned_reference(trainer, pl_module, head, dm.train_dataset, indices, dm.batch_size or 1, dm.collate_fn)
+        generator = epoch_generator(inputs.seed, epoch, stream=3)
+        indices = pruned_indices(inputs.selection, self.reference_size, generator)
+        data = inputs.data
+        ref = pruned_reference(trainer, pl_module, head, data.dataset, indices, data.batch_size or 1, data.collate_fn)
         self.pruned = (epoch, *(ref if ref is not None else (None, None)))
 
     def gradient(

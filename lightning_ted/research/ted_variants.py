@@ -17,7 +17,7 @@ extra options (their results: ``experiments/results/ted_default.md``, ``score_va
   samples each epoch, with TED's candidate share, staleness rule, weights and bounds, so a frontier gain
   over it is selection and not the step size of the reweighted drop.
 
-Example:
+Examples:
     >>> TEDVariant(score="cross", reference="ema").references.kind
     'ema'
 """
@@ -33,7 +33,7 @@ from torch import Tensor
 from lightning_ted.core.pps import positive_size, pps_selection, within_cohorts
 from lightning_ted.core.selection import Selection, lowest_k_mask
 from lightning_ted.core.state import Observations, ScoreState
-from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, HeadStep, TrainedBefore
+from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, EpochInputs, HeadStep, TrainedBefore
 from lightning_ted.methods.pruned_reference import require_loss_method
 from lightning_ted.methods.ted import TED
 from lightning_ted.methods.ted_scores import ALL_SCORES, head_score, internal_generalization_update
@@ -48,7 +48,37 @@ RANKINGS = ("score", "random")
 
 
 class TEDVariant(TED):
-    """:class:`TED` plus the research options above (keyword-only after TED's own arguments)."""
+    """:class:`TED` plus the research options above (keyword-only after TED's own arguments).
+
+    Args:
+        score, alpha, q, max_staleness, normalize, max_weight: as for :class:`TED`; ``score`` also takes
+            ``"cross"``, ``"ratio"``, ``"cosine"``, ``"horizon"`` and ``"ig"``.
+        reference: the score's reference gradient: ``"batch"`` (TED's), ``"ema"``, ``"pruned"`` or ``"all"``.
+        ema_decay: decay of the ``"ema"`` reference.
+        reference_size: pruned samples per epoch in the forward-only pass of ``"pruned"`` and ``"all"``.
+        selection: ``"drop"`` (TED's randomised drop) or ``"pps"`` (probability-proportional-to-size sample).
+        pps_transform: how ``"pps"`` turns a score into its size ``a_k``: ``"value"`` or ``"rank"``.
+        pi_min: floor of the ``"pps"`` keep probability ``pi_k`` (``None``: ``1 / max_weight``).
+        gate: ``None`` (TED's) or ``"mean_loss"``: only below-mean-loss samples can be dropped.
+        compare: ``"all"`` (TED's) or ``"epoch"``: a score is compared only with those of its epoch.
+        ranking: ``"score"`` (TED's) or ``"random"``, the equal-weight random control.
+
+    Raises:
+        ValueError: for any argument :class:`TED` refuses; if ``ema_decay`` is not in ``[0, 1)``,
+            ``reference_size`` is below 1, a choice (``reference`` to ``ranking``) is not one of its values,
+            ``pi_min`` is outside ``[1 / max_weight, 1]``, ``ranking="random"`` comes without
+            ``selection="drop"``, or ``score="ig"`` comes with a ``gate``.
+
+    Examples:
+        >>> import torch
+        >>> from lightning_ted.core.state import ScoreState
+        >>> state = ScoreState(10)
+        >>> state.score = torch.arange(10.0)
+        >>> state.last_epoch[:] = 0
+        >>> sel = TEDVariant(ranking="random").select(state, 0.2, torch.Generator().manual_seed(0))
+        >>> len(sel), round(sel.mean_weight, 3)  # TED's count and weights, its candidates drawn at random
+        (8, 1.25)
+    """
 
     SCORES = ALL_SCORES
 
@@ -114,9 +144,9 @@ class TEDVariant(TED):
         if self.head_statistic == "taylor" and self.references.needs_forward_pass:
             require_loss_method(pl_module, self.reference)
 
-    def start_epoch(self, trainer: Any, pl_module: Any, datamodule: Any, head: Any) -> None:
+    def start_epoch(self, trainer: Any, pl_module: Any, inputs: EpochInputs, head: Any) -> None:
         if self.head_statistic == "taylor":
-            self.references.start_epoch(trainer, pl_module, datamodule, head)
+            self.references.start_epoch(trainer, pl_module, inputs, head)
 
     def reference_values(self, h: Tensor, delta: Tensor, weights: Tensor, bias: bool, step: HeadStep) -> Tensor:
         grad_w, grad_b, weights, share = self.references.gradient(h, delta, weights, bias, step.selection.actual_ratio)

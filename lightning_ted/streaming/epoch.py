@@ -30,6 +30,7 @@ from lightning_ted.core.batch import IndexedSample
 from lightning_ted.core.resume import EpochCursor, checked_batches, warn_without_record
 from lightning_ted.core.selection import Selection, epoch_generator
 from lightning_ted.data.loader import loader_kwargs
+from lightning_ted.data.spec import EpochPlace, TrainData
 from lightning_ted.streaming.stream import PrunedStream, Remainder, collate_kept, dense_weights, unbatched
 
 
@@ -52,30 +53,36 @@ class StreamedEpochLoader:
     """One epoch of the streamed path's training batches (``IndexedSample``), see the module docstring."""
 
     def __init__(
-        self, dm: Any, selection: Selection, cursor: StreamCursor, epoch_stream: Any, plan: np.ndarray | None, rank: int
+        self,
+        data: TrainData,
+        selection: Selection,
+        cursor: StreamCursor,
+        epoch_stream: Any,
+        plan: np.ndarray | None,
+        rank: int,
     ) -> None:
-        self.dm, self.selection, self.cursor, self.rank = dm, selection, cursor, rank
+        self.data, self.selection, self.cursor, self.rank = data, selection, cursor, rank
         self.epoch_stream, self.plan = epoch_stream, plan
         self.weights = dense_weights(selection)
-        self.batch_size = dm.batch_size or 1
-        self.workers = dm.num_workers or 0
+        self.batch_size = data.batch_size or 1
+        self.workers = data.num_workers or 0
         self.world = plan.shape[0] if plan is not None else 1
         # one process: every kept sample is this rank's
         self.rank_kept = int(plan[rank].sum()) if plan is not None else len(selection)
         self.rank_batches = math.ceil(self.rank_kept / self.batch_size)
-        self.collate = dm.collate_fn or default_collate
+        self.collate = data.collate_fn or default_collate
 
     def __len__(self) -> int:
         return self.cursor.total
 
     def _batches(self) -> Iterator[IndexedSample]:
         """The workers' full batches as they come, then their remainders batched together."""
-        kwargs = loader_kwargs(self.dm)
+        kwargs = loader_kwargs(self.data)
         kwargs.update(batch_size=None, persistent_workers=False)  # the stream batches; a new loader per epoch
         loader = DataLoader(
             PrunedStream(self.epoch_stream, self.weights, self.batch_size, self.collate),
             collate_fn=unbatched,
-            generator=epoch_generator(self.dm.seed, self.cursor.epoch, stream=2),  # worker seeds
+            generator=epoch_generator(self.data.seed, self.cursor.epoch, stream=2),  # worker seeds
             **kwargs,
         )
         rest = Remainder([], [], [])
@@ -118,7 +125,7 @@ class StreamedEpochLoader:
             yield IndexedSample(last.data, torch.full_like(last.index, -1), torch.zeros_like(last.weight))
 
     def _twice(self, index: int) -> str:
-        source = self.dm.stream_source
+        source = self.data.stream_source
         column = getattr(source, "column", None)
         where = f" (id_column={column!r})" if column is not None else ""
         return (
@@ -175,17 +182,16 @@ def repeated_id(index: torch.Tensor, seen: torch.Tensor) -> int | None:
 
 
 def streamed_epoch_loader(
-    dm: Any, selection: Selection, cursor: EpochCursor, world: int, rank: int
-) -> tuple[StreamedEpochLoader, Selection]:
-    """The streamed train loader of ``cursor.epoch`` for datamodule ``dm`` (whose ``stream_source`` is set) and
-    the selection it trains; replaces ``dm.cursor`` with the epoch's :class:`StreamCursor`."""
-    _check_trainer(dm, selection)
-    trainer = dm.trainer
-    nodes = trainer.num_nodes if trainer is not None else 1
-    batch_size, workers = dm.batch_size or 1, dm.num_workers or 0
-    epoch_stream = dm.stream_source.for_epoch(cursor.epoch, world, rank, nodes, workers, batch_size)
+    data: TrainData, place: EpochPlace, selection: Selection, cursor: EpochCursor
+) -> tuple[StreamedEpochLoader, Selection, StreamCursor]:
+    """The streamed train loader of ``cursor.epoch`` over ``data.stream_source``, the selection it trains, and
+    the epoch's :class:`StreamCursor` that replaces ``cursor``."""
+    _check_trainer(data, place, selection)
+    world, rank = place.world, place.rank
+    batch_size, workers = data.batch_size or 1, data.num_workers or 0
+    epoch_stream = data.stream_source.for_epoch(cursor.epoch, world, rank, place.nodes, workers, batch_size)
     plan = None
-    if dm.stream_source.plans_split:
+    if data.stream_source.plans_split:
         keep = np.zeros(selection.num_samples, dtype=bool)
         keep[selection.indices.numpy()] = True
         plan = epoch_stream.kept_per_worker(keep)
@@ -203,26 +209,22 @@ def streamed_epoch_loader(
     )
     if stream_cursor.batches >= total:
         stream_cursor.position = stream_cursor.kept
-    dm.cursor = stream_cursor
-    return StreamedEpochLoader(dm, selection, stream_cursor, epoch_stream, plan, rank), selection
+    return StreamedEpochLoader(data, selection, stream_cursor, epoch_stream, plan, rank), selection, stream_cursor
 
 
-def _check_trainer(dm: Any, selection: Selection) -> None:
+def _check_trainer(data: TrainData, place: EpochPlace, selection: Selection) -> None:
     """Refuse the options the streamed path cannot honour exactly (each would skip kept samples)."""
-    if selection.num_samples != dm.stream_source.num_samples:
+    if selection.num_samples != data.stream_source.num_samples:
         raise RuntimeError(
-            f"the streamed training set changed from {selection.num_samples} to {dm.stream_source.num_samples} "
+            f"the streamed training set changed from {selection.num_samples} to {data.stream_source.num_samples} "
             "samples; per-sample scores are indexed by global sample index, so it must keep its size."
         )
-    if dm.drop_last:
+    if data.drop_last:
         raise ValueError(
             "drop_last=True would drop every worker's last partial batch of kept samples on the streamed path; "
             "leave drop_last unset (or False), or use the map-style path (stream=False)."
         )
-    trainer = dm.trainer
-    if trainer is None:
-        return
-    if trainer.overfit_batches or trainer.limit_train_batches not in (1.0, None):
+    if place.overfit_batches or place.limit_train_batches not in (1.0, None):
         raise ValueError(
             "Trainer(limit_train_batches / overfit_batches / fast_dev_run) cuts a streamed epoch short, and which "
             "kept samples it would then train depends on the stream's order, not known ahead; debug with the map-style "

@@ -11,6 +11,7 @@ from conftest import rank_results, run_worker
 from lightning.pytorch.callbacks import Callback
 from steps_project import fit
 
+from lightning_ted.adapters.fit_start import trainer_limits
 from lightning_ted.core.run_plan import StepCountWarning, epoch_plans
 from lightning_ted.methods import METHODS
 
@@ -90,7 +91,8 @@ def test_user_sizes_one_cycle_for_a_method_with_a_known_kept_count_with_or_witho
         warnings.simplefilter("always")
         predicted, taken, trainer = fit(True, method=method, warmup_epochs=warmup_epochs, callbacks=[kept])
     assert predicted == taken
-    plans = epoch_plans(trainer.datamodule)
+    dm = trainer.datamodule
+    plans = epoch_plans(dm.run, trainer_limits(trainer), dm.train_data())
     assert kept.kept == [p.kept for p in plans] == [p.most_kept for p in plans]
     assert not [w for w in caught if issubclass(w.category, StepCountWarning) or "LR scheduler" in str(w.message)]
 
@@ -106,7 +108,8 @@ def test_user_sizes_one_cycle_under_limit_train_batches_with_ted_and_it_runs_to_
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         predicted, taken, trainer = fit(True, limit_train_batches=limit, callbacks=[kept])
-    plans = epoch_plans(trainer.datamodule)
+    dm = trainer.datamodule
+    plans = epoch_plans(dm.run, trainer_limits(trainer), dm.train_data())
     for plan, count in zip(plans, kept.kept, strict=True):
         assert plan.kept <= count <= plan.most_kept
     fewest, most = sum(p.batches for p in plans), sum(p.most_batches for p in plans)

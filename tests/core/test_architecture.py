@@ -55,3 +55,22 @@ def test_no_import_circle_between_modules():
 
     circular = sorted(name for name in graph if name not in hubs and name in reachable(name))
     assert not circular, f"modules on an import circle: {circular}"
+
+
+def test_every_lightning_hook_the_adapters_implement_is_marked_override():
+    """The callback's and the datamodule's Lightning hooks carry ``@override`` (as Lightning's own callbacks
+    do), so a hook renamed in Lightning fails type checks instead of silently never being called."""
+    from lightning.pytorch import Callback, LightningDataModule
+
+    from lightning_ted import DynamicPruningDataModule, TEDPruningCallback
+
+    unmarked = []
+    for cls, base in ((TEDPruningCallback, Callback), (DynamicPruningDataModule, LightningDataModule)):
+        for name in dir(base):
+            if name.startswith("_") or not callable(getattr(base, name, None)):
+                continue
+            impl = getattr(cls, name)
+            owner = next(k for k in cls.__mro__ if name in vars(k))
+            if owner.__module__.startswith("lightning_ted") and not getattr(impl, "__override__", False):
+                unmarked.append(f"{cls.__name__}.{name}")
+    assert not unmarked, f"mark these hooks @override: {unmarked}"
