@@ -126,7 +126,7 @@ class ScoreTracker:
     ) -> None:
         methods = {n: RULES[n][0]() for n in names}
         self.rules = [
-            Rule(n, m, RULES[n][1], ScoreState(num_samples, aux=m.uses_aux), labels) for n, m in methods.items()
+            Rule(n, m, RULES[n][1], ScoreState(num_samples, columns=m.columns), labels) for n, m in methods.items()
         ]
         self.capture = HeadCapture(head)
         self.capture.enabled = False

@@ -82,7 +82,7 @@ class PruningRun:
     def allocate(self, num_samples: int) -> None:
         """Create the score state and the readings for ``num_samples`` samples, unless the run has them."""
         if self.state is None:
-            self.state = ScoreState(num_samples, aux=self.method.uses_aux)
+            self.state = ScoreState(num_samples, columns=self.method.columns)
             self.generalization = GeneralizationMeter(num_samples)
 
     def configure(self, max_epochs: int | None, quantum: int) -> None:

@@ -67,21 +67,45 @@ class Observations:
         return Observations(torch.cat([self.index, other.index]), torch.cat([self.values, other.values]))
 
 
-class ScoreState:
-    """Scores, visit counts and last-visit epochs for ``num_samples`` samples.
+@dataclass(frozen=True)
+class Column:
+    """A per-sample column a method keeps beside the scores, declared on the method (``PruningMethod.columns``,
+    as torchmetrics declares a metric's state with ``add_state``): the state allocates, checkpoints and
+    restores it. Every rank folds the same gathered observations into it, so it stays identical on every rank
+    and needs no collective of its own.
 
-    Unscored samples hold ``+inf`` so selection keeps them until they have been measured once.
+    Args:
+        name: the key methods read it by (``state.columns[name]``) and the checkpoint stores it under.
+        dtype: its element type.
+        fill: the value every sample starts with.
     """
 
-    def __init__(self, num_samples: int, aux: bool = False) -> None:
+    name: str
+    dtype: torch.dtype = torch.float32
+    fill: float = 0.0
+
+
+class ScoreState:
+    """Scores, visit counts and last-visit epochs for ``num_samples`` samples, and the method's own columns.
+
+    Unscored samples hold ``+inf`` so selection keeps them until they have been measured once.
+
+    Raises:
+        ValueError: if ``num_samples`` < 1, or two columns share a name.
+    """
+
+    def __init__(self, num_samples: int, columns: Sequence[Column] = ()) -> None:
         if num_samples < 1:
             raise ValueError(f"the training set is empty (num_samples={num_samples}); nothing to prune")
+        names = [c.name for c in columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a method declares two per-sample columns of one name: {names}")
         self.num_samples = int(num_samples)
         self.score = torch.full((self.num_samples,), float("inf"), dtype=torch.float32)
         self.seen = torch.zeros(self.num_samples, dtype=torch.int32)
         self.last_epoch = torch.full((self.num_samples,), -1, dtype=torch.int32)
-        # a second float32 per sample for methods that track two statistics (e.g. mean and variance)
-        self.aux: Tensor | None = torch.zeros(self.num_samples, dtype=torch.float32) if aux else None
+        n = self.num_samples
+        self.columns: dict[str, Tensor] = {c.name: torch.full((n,), c.fill, dtype=c.dtype) for c in columns}
         # this rank's observations of the current epoch: per-step tensors as given (no work on the step
         # path), packed into one 16-byte-per-row chunk when read
         self._raw: list[tuple[Tensor, Tensor, Tensor | None]] = []
@@ -184,7 +208,7 @@ class ScoreState:
             "score": self.score.clone(),
             "seen": self.seen.clone(),
             "last_epoch": self.last_epoch.clone(),
-            "aux": None if self.aux is None else self.aux.clone(),
+            "columns": {name: column.clone() for name, column in self.columns.items()},
             "pending": pending.pack() if len(pending) else None,
             "nonfinite_count": self.nonfinite_count,
         }
@@ -199,17 +223,23 @@ class ScoreState:
         self.score.copy_(state["score"])
         self.seen.copy_(state["seen"])
         self.last_epoch.copy_(state["last_epoch"])
-        if self.aux is not None:
-            if state.get("aux") is None:
-                raise ValueError("the checkpoint's pruning state has no auxiliary scores: another method saved it")
-            self.aux.copy_(state["aux"])
+        saved = state.get("columns")
+        if saved is None and state.get("aux") is not None and len(self.columns) == 1:  # before columns had names
+            saved = {next(iter(self.columns)): state["aux"]}
+        for name, column in self.columns.items():
+            if not saved or name not in saved:
+                raise ValueError(
+                    f"the checkpoint's pruning state has no {name!r} column, which this method keeps: another method "
+                    "saved it. Resume with the method that wrote the checkpoint."
+                )
+            column.copy_(saved[name])
         pending = state.get("pending")
         self._restored = Observations.unpack(pending.clone()) if pending is not None else Observations.empty()
         self._raw, self._packed = [], []
         self._nonfinite_total = int(state.get("nonfinite_count", 0))
 
     def nbytes(self) -> int:
-        tensors = (self.score, self.seen, self.last_epoch) + (() if self.aux is None else (self.aux,))
+        tensors = (self.score, self.seen, self.last_epoch, *self.columns.values())
         return sum(t.element_size() * t.numel() for t in tensors)
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 
 from lightning_ted.core.selection import Selection, lowest_k_mask
-from lightning_ted.core.state import Observations, ScoreState
+from lightning_ted.core.state import Column, Observations, ScoreState
 from lightning_ted.methods.base import PruningMethod
 
 
 class _LossEMA(PruningMethod):
-    """EMA of each sample's loss in ``state.score`` and of its squared deviation in ``state.aux``."""
+    """EMA of each sample's loss in ``state.score`` and of its squared deviation in its ``loss_variance`` column."""
 
-    uses_aux = True
+    columns = (Column("loss_variance"),)
 
     def __init__(self, alpha: float = 0.8) -> None:
         if not 0.0 <= alpha < 1.0:
@@ -25,7 +25,8 @@ class _LossEMA(PruningMethod):
         mean = torch.where(fresh, loss, state.score[idx])
         dev = loss - mean
         state.score[idx] = mean + (1.0 - a) * dev
-        state.aux[idx] = torch.where(fresh, 0.0, a * (state.aux[idx] + (1.0 - a) * dev * dev))
+        var = state.columns["loss_variance"]
+        var[idx] = torch.where(fresh, 0.0, a * (var[idx] + (1.0 - a) * dev * dev))
 
 
 class UCB(_LossEMA):
@@ -44,8 +45,9 @@ class UCB(_LossEMA):
 
     Examples:
         >>> import torch
-        >>> from lightning_ted.core.state import Observations, ScoreState
-        >>> method, state = UCB(), ScoreState(6, aux=True)
+        >>> from lightning_ted.core.state import Column, Observations, ScoreState
+        >>> method = UCB()
+        >>> state = ScoreState(6, columns=method.columns)
         >>> loss = torch.tensor([0.1, 2.0, 0.5, 1.0])  # samples 4 and 5 not seen yet
         >>> method.update(state, Observations(torch.arange(4), torch.stack([loss, loss], dim=1)), epoch=0)
         >>> method.select(state, 0.5, torch.Generator().manual_seed(0)).indices.tolist()
@@ -63,7 +65,7 @@ class UCB(_LossEMA):
     def select(self, state: ScoreState, prune_ratio: float, generator: torch.Generator) -> Selection:
         n = state.num_samples
         n_drop = int(round(prune_ratio * n))
-        bound = state.score + self.c * state.aux.clamp_min(0).sqrt()  # unscored: +inf, always kept
+        bound = state.score + self.c * state.columns["loss_variance"].clamp_min(0).sqrt()  # unscored: +inf, always kept
         kept = torch.nonzero(~lowest_k_mask(bound, n_drop)).squeeze(1)
         return Selection(kept, kept.numel(), 1.0, n, prune_ratio)
 
@@ -84,8 +86,9 @@ class EpsilonGreedy(_LossEMA):
 
     Examples:
         >>> import torch
-        >>> from lightning_ted.core.state import Observations, ScoreState
-        >>> method, state = EpsilonGreedy(epsilon=0.5), ScoreState(6, aux=True)
+        >>> from lightning_ted.core.state import Column, Observations, ScoreState
+        >>> method = EpsilonGreedy(epsilon=0.5)
+        >>> state = ScoreState(6, columns=method.columns)
         >>> loss = torch.tensor([0.1, 2.0, 0.5, 1.0])  # samples 4 and 5 not seen yet
         >>> method.update(state, Observations(torch.arange(4), torch.stack([loss, loss], dim=1)), epoch=0)
         >>> method.select(state, 0.5, torch.Generator().manual_seed(0)).indices.tolist()  # 4, 5 greedy, 2 at random

@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from lightning_ted.core.selection import Selection, min_kept
-from lightning_ted.core.state import Observations, ScoreState
+from lightning_ted.core.state import Column, Observations, ScoreState
 from lightning_ted.data.spec import TrainData
 from lightning_ted.methods.taylor import HeadCapture, calls_statistic
 
@@ -114,8 +114,8 @@ class PruningMethod(ABC):
     #: per-sample value the callback reads from the head besides the loss: ``None``, ``"taylor"``
     #: (TED's term), ``"el2n"`` (|dl/dz|), ``"grand"`` (head gradient norm) or ``"correct"`` (0/1).
     head_statistic: str | None = None
-    #: whether the state needs a second float32 per sample (``state.aux``).
-    uses_aux: bool = False
+    #: the per-sample columns it keeps beside the scores (``state.columns[name]``), allocated by the state.
+    columns: tuple[Column, ...] = ()
     #: whether ``expected_kept`` is exact (False when the kept count depends on the scores).
     exact_kept_count: bool = True
     #: whether every sample not scored yet is kept (TED): then an epoch trains each sample it has not seen.

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from lightning_ted.core.selection import Selection, epoch_generator, kth_smallest
-from lightning_ted.core.state import Observations, ScoreState
+from lightning_ted.core.state import Column, Observations, ScoreState
 from lightning_ted.methods.base import PruningMethod
 
 _TIE_STREAM = 5  # generator stream of the fixed tie-breaking keys
@@ -99,7 +99,7 @@ class EL2N(StaticScore):
 
     Examples:
         >>> import torch
-        >>> from lightning_ted.core.state import Observations, ScoreState
+        >>> from lightning_ted.core.state import Column, Observations, ScoreState
         >>> method, state = EL2N(), ScoreState(6)
         >>> el2n = torch.tensor([0.3, 0.1, 0.9, 0.2, 0.7, 0.5])  # the head reports it as the term
         >>> method.update(state, Observations(torch.arange(6), torch.stack([el2n, el2n], dim=1)), epoch=0)
@@ -128,7 +128,7 @@ class GraNd(StaticScore):
 
     Examples:
         >>> import torch
-        >>> from lightning_ted.core.state import Observations, ScoreState
+        >>> from lightning_ted.core.state import Column, Observations, ScoreState
         >>> method, state = GraNd(), ScoreState(6)
         >>> norm = torch.tensor([0.3, 0.1, 0.9, 0.2, 0.7, 0.5])  # the head reports it as the term
         >>> method.update(state, Observations(torch.arange(6), torch.stack([norm, norm], dim=1)), epoch=0)
@@ -148,7 +148,7 @@ class Forgetting(StaticScore):
 
     Rule: count, over the scoring epochs, the visits at which a sample went from correctly to wrongly
     classified; never-learned samples count as most forgotten. Keep the most-forgotten (weight 1): the
-    unforgettable ones are pruned. ``state.aux`` holds last correctness + 2 * ever correct.
+    unforgettable ones are pruned. ``state.columns["correctness"]`` holds last correctness + 2 * ever correct.
 
     Args:
         score_epochs: epochs over which forgetting events are counted (on all data) before pruning starts.
@@ -158,9 +158,9 @@ class Forgetting(StaticScore):
 
     Examples:
         >>> import torch
-        >>> from lightning_ted.core.state import Observations, ScoreState
+        >>> from lightning_ted.core.state import Column, Observations, ScoreState
         >>> method = Forgetting()  # counts over 2 epochs
-        >>> state = ScoreState(4, aux=method.uses_aux)
+        >>> state = ScoreState(4, columns=method.columns)
         >>> for epoch, correct in enumerate([[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 1.0]]):  # the term: 1 = correct
         ...     method.update(state, Observations(torch.arange(4), torch.tensor([[1.0] * 4, correct]).T), epoch)
         >>> method.select(state, 0.5, torch.Generator().manual_seed(0)).indices.tolist()  # 0 forgot, 2 never learned
@@ -169,22 +169,22 @@ class Forgetting(StaticScore):
 
     name = "forgetting"
     head_statistic = "correct"
-    uses_aux = True
+    columns = (Column("correctness"),)
 
     def __init__(self, score_epochs: int = 2) -> None:
         super().__init__(score_epochs)
 
     def accumulate(self, state: ScoreState, obs: Observations, epoch: int) -> None:
         idx, correct, fresh = state.visit(obs.index, obs.term, epoch)
-        prev = state.aux[idx]
+        prev = state.columns["correctness"][idx]
         was_correct = torch.remainder(prev, 2.0)
         forgot = ((was_correct == 1) & (correct == 0) & ~fresh).float()
         state.score[idx] = torch.where(fresh, 0.0, state.score[idx]) + forgot
         ever = torch.where(fresh, correct, torch.maximum((prev >= 2).float(), correct))
-        state.aux[idx] = correct + 2.0 * ever
+        state.columns["correctness"][idx] = correct + 2.0 * ever
 
     def importance(self, state: ScoreState) -> Tensor:
-        never_learned = state.aux < 2
+        never_learned = state.columns["correctness"] < 2
         return state.score + never_learned.float() * (self.score_epochs + 1)
 
 
@@ -193,7 +193,7 @@ class CAT(StaticScore):
 
     Rule: score = standard deviation of each sample's loss across the scoring epochs (one loss per
     epoch, the model's state at that visit acting as the checkpoint); keep the most variable samples
-    (weight 1): those whose loss stays flat, learned or not, are pruned. Running mean in ``state.aux``,
+    (weight 1): those whose loss stays flat, learned or not, are pruned. Running mean in ``state.columns["loss_mean"]``,
     sum of squared deviations (Welford) in ``state.score``.
 
     Args:
@@ -204,9 +204,9 @@ class CAT(StaticScore):
 
     Examples:
         >>> import torch
-        >>> from lightning_ted.core.state import Observations, ScoreState
+        >>> from lightning_ted.core.state import Column, Observations, ScoreState
         >>> method = CAT(score_epochs=2)
-        >>> state = ScoreState(4, aux=method.uses_aux)
+        >>> state = ScoreState(4, columns=method.columns)
         >>> for epoch, loss in enumerate([[1.0, 1.0, 1.0, 1.0], [1.0, 0.5, 0.9, 0.1]]):
         ...     method.update(state, Observations(torch.arange(4), torch.tensor([loss, loss]).T), epoch)
         >>> [round(v, 3) for v in method.importance(state).tolist()]  # each sample's loss std across the epochs
@@ -216,7 +216,7 @@ class CAT(StaticScore):
     """
 
     name = "cat"
-    uses_aux = True
+    columns = (Column("loss_mean"),)
 
     def __init__(self, score_epochs: int = 3) -> None:
         if score_epochs < 2:
@@ -225,10 +225,10 @@ class CAT(StaticScore):
 
     def accumulate(self, state: ScoreState, obs: Observations, epoch: int) -> None:
         idx, loss, fresh = state.visit(obs.index, obs.loss, epoch)
-        mean = torch.where(fresh, loss, state.aux[idx])
+        mean = torch.where(fresh, loss, state.columns["loss_mean"][idx])
         new_mean = mean + (loss - mean) / state.seen[idx].float()
         m2 = torch.where(fresh, 0.0, state.score[idx]) + (loss - mean) * (loss - new_mean)
-        state.aux[idx], state.score[idx] = new_mean, m2
+        state.columns["loss_mean"][idx], state.score[idx] = new_mean, m2
 
     def importance(self, state: ScoreState) -> Tensor:
         return (state.score / state.seen.clamp_min(1).float()).sqrt()

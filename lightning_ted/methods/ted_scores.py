@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lightning_ted.core.state import Observations, ScoreState
+from lightning_ted.core.state import Column, Observations, ScoreState
 from lightning_ted.methods.taylor import grad_sq_norms, score_values, self_terms
 
 #: every reading the research class accepts; :class:`~lightning_ted.methods.TED` accepts a measured few.
@@ -44,17 +44,20 @@ def head_score(
     return values
 
 
+EXPECTED_LOSS = Column("expected_loss")  # score="ig": each sample's loss expected after its own step
+
+
 def internal_generalization_update(state: ScoreState, obs: Observations, epoch: int, alpha: float) -> None:
     """``score="ig"``: the change of each sample's loss between its visits that the other samples caused.
 
-    ``state.aux`` holds the loss expected right after the last visit (its loss minus its own step's
+    The ``expected_loss`` column holds the loss expected right after the last visit (its loss minus its own step's
     first-order decrease ``eta w_k |g_k|^2 / B``, the visit's ``term``); the next visit's loss minus that is
     what the rest of the data did to the sample meanwhile (negative: it generalizes to it). Polyak smoothed;
     a sample stays unscored (``+inf``, never dropped) until its second visit.
     """
     idx, values, fresh = state.visit(obs.index, torch.stack([obs.term, obs.loss], dim=1), epoch)
-    change = values[:, 1] - state.aux[idx]
+    change = values[:, 1] - state.columns["expected_loss"][idx]
     old = state.score[idx]
     smoothed = torch.where(torch.isfinite(old), alpha * old + (1.0 - alpha) * change, change)
     state.score[idx] = torch.where(fresh, old, smoothed)
-    state.aux[idx] = values[:, 1] - values[:, 0]
+    state.columns["expected_loss"][idx] = values[:, 1] - values[:, 0]

@@ -32,11 +32,11 @@ from torch import Tensor
 
 from lightning_ted.core.pps import positive_size, pps_selection, within_cohorts
 from lightning_ted.core.selection import Selection, lowest_k_mask
-from lightning_ted.core.state import Observations, ScoreState
+from lightning_ted.core.state import Column, Observations, ScoreState
 from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, EpochInputs, HeadStep, TrainedBefore
 from lightning_ted.methods.pruned_reference import require_loss_method
 from lightning_ted.methods.ted import TED
-from lightning_ted.methods.ted_scores import ALL_SCORES, head_score, internal_generalization_update
+from lightning_ted.methods.ted_scores import ALL_SCORES, EXPECTED_LOSS, head_score, internal_generalization_update
 from lightning_ted.research.ted_reference import TEDReference
 
 REFERENCES = ("batch", "ema", "pruned", "all")
@@ -45,6 +45,7 @@ PPS_TRANSFORMS = ("value", "rank")
 GATES = (None, "mean_loss")
 COMPARES = ("all", "epoch")
 RANKINGS = ("score", "random")
+LAST_LOSS = Column("last_loss")  # gate="mean_loss": each sample's loss at its last visit
 
 
 class TEDVariant(TED):
@@ -129,7 +130,7 @@ class TEDVariant(TED):
         self.gate, self.compare, self.reference, self.ranking = gate, compare, reference, ranking
         self._draw: Tensor | None = None  # ranking="random": the uniform keys, set only inside select_raw
         self.ema_decay, self.reference_size = float(ema_decay), int(reference_size)
-        self.uses_aux = gate is not None or score == "ig"  # the gate's last loss; ig's expected loss
+        self.columns = (LAST_LOSS,) if gate is not None else (EXPECTED_LOSS,) if score == "ig" else ()
         self.exact_kept_count = gate is None
         self.references = TEDReference(reference, self.ema_decay, self.reference_size)
 
@@ -216,8 +217,9 @@ class TEDVariant(TED):
         n_scored = int(torch.count_nonzero(scored))
         if n_scored == 0:
             return score
-        mean = torch.where(scored, state.aux, 0.0).sum(dtype=torch.float64) / n_scored
-        return score.masked_fill(state.aux.double() >= mean, math.inf)
+        last = state.columns[LAST_LOSS.name]
+        mean = torch.where(scored, last, 0.0).sum(dtype=torch.float64) / n_scored
+        return score.masked_fill(last.double() >= mean, math.inf)
 
     def _stalest(self, forced: Tensor, stale: Tensor, age: Tensor, n_keep: int, gen: torch.Generator) -> Tensor:
         """The stale samples kept for sure: all of them if the others' floor still fits in ``n_keep``,
@@ -261,7 +263,7 @@ class TEDVariant(TED):
         return (kept, kept) if scored else (kept, num_samples)
 
     def update(self, state: ScoreState, obs: Observations, epoch: int) -> None:
-        """TED's update; ``"ig"``: of the loss change between visits; with a gate, ``state.aux`` also takes
+        """TED's update; ``"ig"``: of the loss change between visits; with a gate, its ``last_loss`` column also takes
         each visit's last loss."""
         if self.score == "ig":
             return internal_generalization_update(state, obs, epoch, self.alpha)
@@ -270,4 +272,4 @@ class TEDVariant(TED):
         idx, values, fresh = state.visit(obs.index, torch.stack([obs.term, obs.loss], dim=1), epoch)
         a = self.alpha
         state.score[idx] = torch.where(fresh, values[:, 0], a * state.score[idx] + (1.0 - a) * values[:, 0])
-        state.aux[idx] = values[:, 1]
+        state.columns[LAST_LOSS.name][idx] = values[:, 1]

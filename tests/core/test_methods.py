@@ -46,7 +46,7 @@ def _obs(indices, loss=None, term=None) -> Observations:
 
 
 def _state(method: PruningMethod, n: int) -> ScoreState:
-    return ScoreState(n, aux=method.uses_aux)
+    return ScoreState(n, columns=method.columns)
 
 
 def _kept(sel: Selection) -> set[int]:
@@ -80,26 +80,26 @@ def _n_keep(n: int, p: float) -> int:
 
 # ------------------------------------------------------------------------------- registry and interface
 @pytest.mark.parametrize(
-    "name, cls, statistic, value_column, uses_aux",
+    "name, cls, statistic, value_column, columns",
     [
-        ("full", FullData, None, "loss", False),
-        ("random", RandomSubset, None, "loss", False),
-        ("infobatch", InfoBatch, None, "loss", False),
-        ("ucb", UCB, None, "loss", True),
-        ("epsilon_greedy", EpsilonGreedy, None, "loss", True),
-        ("el2n", EL2N, "el2n", "term", False),
-        ("grand", GraNd, "grand", "term", False),
-        ("forgetting", Forgetting, "correct", None, True),  # its update reads obs.term directly
-        ("ccs", CCS, "el2n", "term", False),
-        ("cat", CAT, None, "loss", True),
-        ("ted", TED, "taylor", "term", False),
+        ("full", FullData, None, "loss", ()),
+        ("random", RandomSubset, None, "loss", ()),
+        ("infobatch", InfoBatch, None, "loss", ()),
+        ("ucb", UCB, None, "loss", ("loss_variance",)),
+        ("epsilon_greedy", EpsilonGreedy, None, "loss", ("loss_variance",)),
+        ("el2n", EL2N, "el2n", "term", ()),
+        ("grand", GraNd, "grand", "term", ()),
+        ("forgetting", Forgetting, "correct", None, ("correctness",)),  # its update reads obs.term directly
+        ("ccs", CCS, "el2n", "term", ()),
+        ("cat", CAT, None, "loss", ("loss_mean",)),
+        ("ted", TED, "taylor", "term", ()),
     ],
 )
-def test_registry_names_head_statistic_and_observed_column(name, cls, statistic, value_column, uses_aux):
+def test_registry_names_head_statistic_and_observed_column(name, cls, statistic, value_column, columns):
     """METHODS maps each name to its class, which reads the documented head statistic and observation column."""
     assert METHODS[name] is cls
     method = cls()
-    assert method.head_statistic == statistic and method.uses_aux == uses_aux
+    assert method.head_statistic == statistic and tuple(c.name for c in method.columns) == columns
     obs = _obs([0, 1], loss=[1.5, 2.5], term=[-3.0, 4.0])
     if value_column is not None:
         assert method.observation_value(obs).tolist() == (obs.loss if value_column == "loss" else obs.term).tolist()
@@ -241,15 +241,15 @@ def test_bandit_ema_of_loss_and_of_its_squared_deviation(cls):
         d = x - mean
         mean, var = mean + (1 - a) * d, a * (var + (1 - a) * d * d)
     assert state.score[0].item() == pytest.approx(mean, rel=1e-6)
-    assert state.aux[0].item() == pytest.approx(var, rel=1e-6)
-    assert state.score[2].item() == pytest.approx(7.0) and state.aux[2].item() == 0.0  # constant loss: no variance
+    assert state.columns["loss_variance"][0].item() == pytest.approx(var, rel=1e-6)
+    assert state.score[2].item() == pytest.approx(7.0) and state.columns["loss_variance"][2].item() == 0  # no variance
     assert math.isinf(state.score[1].item()) and state.seen[1] == 0
 
 
 def _bandit_state(method, score, aux) -> ScoreState:
     state = _state(method, len(score))
     state.score.copy_(torch.tensor(score))
-    state.aux.copy_(torch.tensor(aux))
+    state.columns["loss_variance"].copy_(torch.tensor(aux))
     state.seen.fill_(3)
     return state
 

@@ -20,17 +20,18 @@ from lightning_ted.core.selection import epoch_generator, random_drop_selection
 from lightning_ted.core.state import Observations, ScoreState
 from lightning_ted.methods import TED
 from lightning_ted.research import TEDVariant
+from lightning_ted.research.ted_variants import LAST_LOSS
 
 
 def _scored_state(scores: torch.Tensor, epoch: int = 0, losses: torch.Tensor | None = None) -> ScoreState:
-    """A state in which every sample was scored at ``epoch`` with ``scores`` (and ``losses`` into aux)."""
+    """A state in which every sample was scored at ``epoch`` with ``scores`` (``losses``: the gate's last loss)."""
     n = scores.numel()
-    state = ScoreState(n, aux=losses is not None)
+    state = ScoreState(n, columns=(LAST_LOSS,) if losses is not None else ())
     state.score.copy_(scores)
     state.seen.fill_(1)
     state.last_epoch.fill_(epoch)
     if losses is not None:
-        state.aux.copy_(losses)
+        state.columns["last_loss"].copy_(losses)
     return state
 
 
@@ -203,16 +204,16 @@ def test_selection_is_a_pure_function_of_scores_seed_and_epoch():
 
 
 def test_state_round_trip_gives_the_same_selection():
-    """No new method state: a resumed ScoreState (with the gate's aux column) reselects identically."""
+    """No new method state: a resumed ScoreState (with the gate's last-loss column) reselects identically."""
     n = 300
     method = TEDVariant(normalize=False, selection="pps", gate="mean_loss", compare="epoch")
-    state = ScoreState(n, aux=method.uses_aux)
+    state = ScoreState(n, columns=method.columns)
     gen = torch.Generator().manual_seed(0)
     for epoch in range(3):
         idx = torch.randperm(n, generator=gen)[:200]
         values = torch.stack([torch.rand(200, generator=gen), torch.randn(200, generator=gen)], dim=1)
         method.update(state, Observations(idx, values), epoch)
-    restored = ScoreState(n, aux=True)
+    restored = ScoreState(n, columns=method.columns)
     restored.load_state_dict(state.state_dict())
     fresh = TEDVariant(normalize=False, selection="pps", gate="mean_loss", compare="epoch")
     fresh.load_state_dict(method.state_dict())
@@ -272,7 +273,7 @@ def test_gate_protects_above_mean_loss_in_both_rules():
     protected = set(torch.nonzero(losses.double() >= losses.double().mean()).squeeze(1).tolist())
     for selection in ("drop", "pps"):
         method = TEDVariant(normalize=False, selection=selection, gate="mean_loss", max_staleness=None)
-        assert method.uses_aux and not method.exact_kept_count
+        assert method.columns == (LAST_LOSS,) and not method.exact_kept_count
         sel = method.select(_scored_state(scores, losses=losses), 0.3, epoch_generator(0, 1))
         assert protected <= set(sel.indices.tolist())
         assert len(sel) == n - round(0.3 * n)  # enough below-mean samples to drop: the count still holds
@@ -280,10 +281,10 @@ def test_gate_protects_above_mean_loss_in_both_rules():
 
 def test_gate_update_keeps_the_last_loss_and_the_polyak_term():
     method = TEDVariant(normalize=False, selection="pps", gate="mean_loss", alpha=0.5)
-    state = ScoreState(3, aux=True)
+    state = ScoreState(3, columns=method.columns)
     method.update(state, Observations(torch.tensor([0, 1]), torch.tensor([[1.0, 2.0], [3.0, 4.0]])), 0)
     method.update(state, Observations(torch.tensor([0]), torch.tensor([[5.0, 6.0]])), 1)
-    assert state.aux.tolist() == [5.0, 3.0, 0.0]  # column 0 is the loss
+    assert state.columns["last_loss"].tolist() == [5.0, 3.0, 0.0]  # column 0 is the loss
     assert state.score[:2].tolist() == [0.5 * 2.0 + 0.5 * 6.0, 4.0]
 
 

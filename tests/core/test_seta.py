@@ -74,7 +74,7 @@ def test_seta_is_registered_exported_and_reads_the_latest_loss():
     """``"seta"`` builds SeTa; it scores by the last loss (no EMA), weighs 1 and keeps a score-dependent count."""
     assert METHODS["seta"] is SeTa and lightning_ted.SeTa is SeTa and isinstance(build_method("seta"), SeTa)
     method = SeTa()
-    assert method.head_statistic is None and not method.uses_aux and not method.exact_kept_count
+    assert method.head_statistic is None and not method.columns and not method.exact_kept_count
     assert (method.num_groups, method.window, method.delta, method.reweight) == (5, 4, 0.875, False)
     state = ScoreState(3)
     index = torch.tensor([0, 1, 2])

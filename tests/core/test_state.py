@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from lightning_ted.core.state import Observations, ScoreState, gather_observations
+from lightning_ted.core.state import Column, Observations, ScoreState, gather_observations
 from lightning_ted.methods import TED, FullData
 
 INF = float("inf")
@@ -195,3 +195,41 @@ def test_gather_pads_ranks_and_padding_never_scores():
     assert state.seen.tolist() == [1, 1, 1, 1, 0]
     with pytest.raises(RuntimeError, match="shard holds at most 2"):
         gather_observations(rank0, 2, fake_all_gather)
+
+
+def test_method_columns_are_allocated_checkpointed_and_restored_by_name():
+    """A method declares its per-sample columns; the state allocates them (with their fill and dtype), and a
+    checkpoint restores each by name into a fresh state."""
+    columns = (Column("loss_mean"), Column("visits_correct", dtype=torch.int32, fill=-1))
+    state = ScoreState(5, columns=columns)
+    assert state.columns["loss_mean"].dtype == torch.float32 and state.columns["visits_correct"].tolist() == [-1] * 5
+    assert state.nbytes() == 5 * (4 + 4 + 4 + 4 + 4)
+    state.columns["loss_mean"][2] = 3.5
+    buffer = io.BytesIO()
+    torch.save(state.state_dict(), buffer)
+    buffer.seek(0)
+    restored = ScoreState(5, columns=columns)
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    assert restored.columns["loss_mean"].tolist() == [0.0, 0.0, 3.5, 0.0, 0.0]
+    assert torch.equal(restored.columns["visits_correct"], state.columns["visits_correct"])
+
+
+def test_checkpoint_written_before_columns_had_names_restores_the_one_column():
+    """Older checkpoints stored a method's single extra column as ``aux``: it loads into the one column."""
+    saved = ScoreState(3, columns=(Column("loss_variance"),)).state_dict()
+    saved.pop("columns")
+    saved["aux"] = torch.tensor([1.0, 2.0, 3.0])
+    state = ScoreState(3, columns=(Column("loss_variance"),))
+    state.load_state_dict(saved)
+    assert state.columns["loss_variance"].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_user_resumes_a_checkpoint_another_method_wrote_is_told_which_column_is_missing():
+    saved = ScoreState(3).state_dict()  # TED keeps no column of its own
+    with pytest.raises(ValueError, match="no 'loss_mean' column.*Resume with the method that wrote"):
+        ScoreState(3, columns=(Column("loss_mean"),)).load_state_dict(saved)
+
+
+def test_method_declaring_two_columns_of_one_name_is_refused():
+    with pytest.raises(ValueError, match="two per-sample columns of one name"):
+        ScoreState(3, columns=(Column("a"), Column("a")))

@@ -44,7 +44,7 @@ def _obs(index, loss, term) -> Observations:
 
 def test_internal_generalization_is_the_loss_change_the_other_samples_caused():
     method = TEDVariant(score="ig", alpha=0.5)
-    state = ScoreState(3, aux=method.uses_aux)
+    state = ScoreState(3, columns=method.columns)
     method.update(state, _obs([0, 1], [2.0, 1.0], [0.5, 0.1]), epoch=0)
     assert torch.isinf(state.score).all()  # one visit: nothing measured yet, never dropped
     method.update(state, _obs([0], [1.0], [0.2]), epoch=1)  # 1.0 - (2.0 - 0.5): the rest improved it by 0.5

@@ -22,8 +22,8 @@ def _rule(name: str, scores: torch.Tensor, loss: torch.Tensor | None = None) -> 
     rule = tracker.rules[0]
     rule.state.score.copy_(scores)
     rule.state.last_epoch.fill_(0)
-    if loss is not None and rule.state.aux is not None:
-        rule.state.aux.copy_(loss)
+    if loss is not None and rule.state.columns:  # the one column of the ig and gated rules
+        next(iter(rule.state.columns.values())).copy_(loss)
     return rule
 
 
