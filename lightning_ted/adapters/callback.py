@@ -18,11 +18,10 @@ from typing_extensions import override
 
 from lightning_ted.adapters.compat import CALLBACK_BASES
 from lightning_ted.adapters.data_source import PruningDataSource
-from lightning_ted.adapters.fit_start import starts_fresh
+from lightning_ted.adapters.fit_start import start_next_epoch_fresh, starts_fresh
 from lightning_ted.adapters.fit_summary import FitSummary
 from lightning_ted.adapters.step_checks import FirstStepChecks, check_step_schedules, log_default_head
 from lightning_ted.adapters.steps import total_optimizer_steps
-from lightning_ted.core.resume import start_next_epoch_fresh
 from lightning_ted.methods.base import HeadStep
 from lightning_ted.methods.taylor import HeadCapture, find_head
 from lightning_ted.observe.epoch_metrics import define_epoch_charts, epoch_scalars, log_score_histogram
@@ -134,7 +133,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        start_next_epoch_fresh(trainer)  # resume.py: a checkpoint at an epoch's last batch, a longer next epoch
+        start_next_epoch_fresh(trainer)  # fit_start.py: a checkpoint at an epoch's last batch, a longer next epoch
         dm = self.datamodule
         method, schedule = dm.run.method, dm.run.schedule
         exact = (method.exact_kept_count and schedule.steps_known) or dm.overfitting

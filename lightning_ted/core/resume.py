@@ -1,6 +1,6 @@
 """Mid-epoch resume of the train loaders: how far an epoch got (``EpochCursor``), the loader state Lightning
-checkpoints (``ResumableEpoch``), the record of the epoch a checkpoint was written in, and the start of the
-epoch after one whose last batch a checkpoint caught (``start_next_epoch_fresh``).
+checkpoints (``ResumableEpoch``) and the record of the epoch a checkpoint was written in. (The start of the
+epoch after one whose last batch a checkpoint caught needs the Trainer's loops: ``adapters/fit_start.py``.)
 """
 
 from __future__ import annotations
@@ -130,31 +130,3 @@ def checked_batches(state_dict: dict[str, int], cursor: EpochCursor) -> int:
             f"{cursor.epoch}; the checkpoint does not match its training progress."
         )
     return int(state_dict["batches"])
-
-
-def start_next_epoch_fresh(trainer: Any) -> None:
-    """After a resume from a checkpoint written in ``on_train_batch_end`` of an epoch's last batch, make the
-    next epoch start at its first batch. Called from ``on_train_start``.
-
-    Such a checkpoint restores Lightning's batch progress at that epoch's batch count. Lightning's fit loop
-    closes the epoch (without its end hooks) and moves on, but its epoch loop keeps the restored count as the
-    next epoch's progress unless the count reaches ``trainer.num_training_batches``, which by then is the next
-    epoch's length (the loader is rebuilt every epoch): a longer next epoch (after pruned ones) would train
-    only its remainder. ``on_train_start`` runs after the fit loop moved on and before the epoch loop resets,
-    so here the epoch loop gets what Lightning gives it when the lengths agree: the last batch counted as
-    completed and the per-epoch progress reset.
-    """
-    fit = trainer.fit_loop
-    loop = fit.epoch_loop
-    # getattr: Lightning releases before 2.5 have no restart stages (and another reset)
-    if not (getattr(loop, "restarted_on_train_batch_end", False) and loop.batch_progress.is_last_batch):
-        return
-    # the two cases in which Lightning's FitLoop.reset closes the restored epoch
-    if not (getattr(fit, "restarted_mid_epoch", False) or not loop.val_loop.batch_progress.is_last_batch):
-        return
-    loop.batch_progress.increment_completed()
-    loop.batch_progress.reset_on_run()
-    loop.scheduler_progress.reset_on_run()
-    loop.automatic_optimization.optim_progress.reset_on_run()
-    loop.val_loop.batch_progress.total.reset()
-    loop.reset_restart_stage()  # the restored progress is handled: Lightning resets nothing more

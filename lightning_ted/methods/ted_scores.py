@@ -1,19 +1,18 @@
-"""TED's per-visit score values from one step's head capture, and the internal-generalization update.
+"""TED's per-visit score values from one step's head capture: the one list of its readings.
 
-Every reading is a term of the first-order effect of removing sample k (README, "How TED works"):
+Every reading is a term of the first-order effect of removing sample k (docs, "How TED works"):
 ``igd`` ``<g_k, gbar>`` against a reference that holds k's own share (``w_k |g_k|^2 / B`` for the batch);
 ``cross`` without that share; ``horizon`` the cross term plus k's own share of the full-data loss,
 ``|g_k|^2 / N``; ``ig`` the loss change the other samples caused between two visits (measured, not
-predicted); ``ratio`` and ``cosine`` scale-free forms of the cross term; ``grad_norm`` ``|g_k|``, the
-self term's root (the callback reads the ``"grand"`` head statistic for it).
+predicted; its update is research-only, in ``research/ted_variants.py``); ``ratio`` and ``cosine``
+scale-free forms of the cross term; ``grad_norm`` ``|g_k|``, the self term's root (the callback reads the
+``"grand"`` head statistic for it).
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from lightning_ted.core.state import Column, Observations, ScoreState
 from lightning_ted.methods.taylor import grad_sq_norms, score_values, self_terms
 
 #: every reading the research class accepts; :class:`~lightning_ted.methods.TED` accepts a measured few.
@@ -42,22 +41,3 @@ def head_score(
     if score == "horizon":
         values = values + grad_sq_norms(h, delta, grad_b is not None) / num_samples
     return values
-
-
-EXPECTED_LOSS = Column("expected_loss")  # score="ig": each sample's loss expected after its own step
-
-
-def internal_generalization_update(state: ScoreState, obs: Observations, epoch: int, alpha: float) -> None:
-    """``score="ig"``: the change of each sample's loss between its visits that the other samples caused.
-
-    The ``expected_loss`` column holds the loss expected right after the last visit (its loss minus its own step's
-    first-order decrease ``eta w_k |g_k|^2 / B``, the visit's ``term``); the next visit's loss minus that is
-    what the rest of the data did to the sample meanwhile (negative: it generalizes to it). Polyak smoothed;
-    a sample stays unscored (``+inf``, never dropped) until its second visit.
-    """
-    idx, values, fresh = state.visit(obs.index, torch.stack([obs.term, obs.loss], dim=1), epoch)
-    change = values[:, 1] - state.columns["expected_loss"][idx]
-    old = state.score[idx]
-    smoothed = torch.where(torch.isfinite(old), alpha * old + (1.0 - alpha) * change, change)
-    state.score[idx] = torch.where(fresh, old, smoothed)
-    state.columns["expected_loss"][idx] = values[:, 1] - values[:, 0]

@@ -36,7 +36,7 @@ from lightning_ted.core.state import Column, Observations, ScoreState
 from lightning_ted.methods.base import DEFAULT_MAX_WEIGHT, EpochInputs, HeadStep, TrainedBefore
 from lightning_ted.methods.pruned_reference import require_loss_method
 from lightning_ted.methods.ted import TED
-from lightning_ted.methods.ted_scores import ALL_SCORES, EXPECTED_LOSS, head_score, internal_generalization_update
+from lightning_ted.methods.ted_scores import ALL_SCORES, head_score
 from lightning_ted.research.ted_reference import TEDReference
 
 REFERENCES = ("batch", "ema", "pruned", "all")
@@ -273,3 +273,22 @@ class TEDVariant(TED):
         a = self.alpha
         state.score[idx] = torch.where(fresh, values[:, 0], a * state.score[idx] + (1.0 - a) * values[:, 0])
         state.columns[LAST_LOSS.name][idx] = values[:, 1]
+
+
+EXPECTED_LOSS = Column("expected_loss")  # score="ig": each sample's loss expected after its own step
+
+
+def internal_generalization_update(state: ScoreState, obs: Observations, epoch: int, alpha: float) -> None:
+    """``score="ig"``: the change of each sample's loss between its visits that the other samples caused.
+
+    The ``expected_loss`` column holds the loss expected right after the last visit (its loss minus its own step's
+    first-order decrease ``eta w_k |g_k|^2 / B``, the visit's ``term``); the next visit's loss minus that is
+    what the rest of the data did to the sample meanwhile (negative: it generalizes to it). Polyak smoothed;
+    a sample stays unscored (``+inf``, never dropped) until its second visit.
+    """
+    idx, values, fresh = state.visit(obs.index, torch.stack([obs.term, obs.loss], dim=1), epoch)
+    change = values[:, 1] - state.columns["expected_loss"][idx]
+    old = state.score[idx]
+    smoothed = torch.where(torch.isfinite(old), alpha * old + (1.0 - alpha) * change, change)
+    state.score[idx] = torch.where(fresh, old, smoothed)
+    state.columns["expected_loss"][idx] = values[:, 1] - values[:, 0]
