@@ -20,15 +20,12 @@ import csv
 import json
 import math
 import statistics
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+import compare
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import compare  # noqa: E402
 
 BASELINES = ["full", "infobatch", "random:reweight=true"]
 VARIANTS = [

@@ -30,7 +30,6 @@ import argparse
 import json  # noqa: F401  (frontier.json: used by frontier_gpu.py)
 import math
 import os
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -39,25 +38,59 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 # fmt: off
-from frontier_modules import flipped_share, measure, method_entry, task_config  # noqa: E402, F401, I001
-# re-exported: frontier_gpu.py, ted_default.py and tests/experiments/test_frontier.py read them as frontier.<name>
-from frontier_report import (  # noqa: E402, F401
-    SUMMARY_METHODS, SUMMARY_TASKS, full_at_e, markdown, plot, saved_at_tolerance, summarise, summary, write_report,
-)
-from frontier_tasks import (  # noqa: E402, F401
-    _DATA, ANNEAL, BASE_METHODS, BUDGETS, INFOBATCH_MAX_RATIO, METHOD_ORDER, METHODS, MODEL_LABELS, QUICK,
-    REGENERATE, RESULTS, TARGETS, TASKS, TED_VARIANTS, WARMUP, Job, Result, TaskSpec, _CachedCIFAR,
-    _cifar_train_module, build_net, cache_path, drop_from_cache, make_pruner, read_cache, schedule_ratio, stamped,
-    task_data, job_identity, run_identity,
-)
-# fmt: on
+from frontier_modules import flipped_share, measure, method_entry, task_config  # noqa: F401, I001
 
-from lightning_ted.frontier.config import run_config  # noqa: E402
-from lightning_ted.frontier.gains import frontier_at  # noqa: E402, F401
-from lightning_ted.frontier.plan import Run  # noqa: E402
-from lightning_ted.frontier.runner import fit_one  # noqa: E402
+# re-exported: frontier_gpu.py, ted_default.py and tests/experiments/test_frontier.py read them as frontier.<name>
+from frontier_report import (  # noqa: F401
+    SUMMARY_METHODS,
+    SUMMARY_TASKS,
+    full_at_e,
+    markdown,
+    plot,
+    saved_at_tolerance,
+    summarise,
+    summary,
+    write_report,
+)
+from frontier_tasks import (  # noqa: F401
+    _DATA,
+    ANNEAL,
+    BASE_METHODS,
+    BUDGETS,
+    INFOBATCH_MAX_RATIO,
+    METHOD_ORDER,
+    METHODS,
+    MODEL_LABELS,
+    QUICK,
+    REGENERATE,
+    RESULTS,
+    TARGETS,
+    TASKS,
+    TED_VARIANTS,
+    WARMUP,
+    Job,
+    Result,
+    TaskSpec,
+    _CachedCIFAR,
+    _cifar_train_module,
+    build_net,
+    cache_path,
+    drop_from_cache,
+    job_identity,
+    make_pruner,
+    read_cache,
+    run_identity,
+    schedule_ratio,
+    stamped,
+    task_data,
+)
+
+# fmt: on
+from lightning_ted.frontier.config import run_config
+from lightning_ted.frontier.gains import frontier_at  # noqa: F401
+from lightning_ted.frontier.plan import Run
+from lightning_ted.frontier.runner import fit_one
 
 
 # ------------------------------------------------------------------------------------------ one run

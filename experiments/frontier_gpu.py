@@ -19,25 +19,22 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
 
+import frontier
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import frontier  # noqa: E402
-
-from lightning_ted import METHODS, ConstantSchedule, DynamicPruningDataModule, pruned_loss  # noqa: E402
-from lightning_ted.zoo.data import normalize_images  # noqa: E402
-from lightning_ted.zoo.datasets import CIFAR10_MEAN, CIFAR10_STD, load_cifar10  # noqa: E402
-from lightning_ted.zoo.demo import timed_fit  # noqa: E402
-from lightning_ted.zoo.models import ResNet9  # noqa: E402
+from lightning_ted import METHODS, ConstantSchedule, DynamicPruningDataModule, pruned_loss
+from lightning_ted.zoo.data import normalize_images
+from lightning_ted.zoo.datasets import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
+from lightning_ted.zoo.demo import timed_fit
+from lightning_ted.zoo.models import ResNet9
 
 GPU = frontier.TaskSpec("cifar10_gpu", "cifar10", 45000, 5000, 10, 0.2, 512, width=(64, 128, 256, 512))
 TINY = frontier.TaskSpec("cifar10_gpu", "cifar10", 300, 100, 8, 0.1, 64, width=(8, 16, 16, 16), n_test=200)

@@ -5,22 +5,19 @@ run ``frontier.run_job`` trains (``tests/experiments/test_frontier_configs.py``)
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import lightning as L
 import torch
+import yaml
+from compare import accuracy
+from frontier_tasks import _DATA, QUICK, SST2_FROZEN, TASKS, TED_VARIANTS, TaskSpec, _CachedCIFAR, task_data
+from minilm_top import MiniLMTop
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import yaml  # noqa: E402
-from compare import accuracy  # noqa: E402
-from frontier_tasks import _DATA, QUICK, SST2_FROZEN, TASKS, TED_VARIANTS, TaskSpec, _CachedCIFAR, task_data  # noqa: E402
-from minilm_top import MiniLMTop  # noqa: E402
-
-from lightning_ted.frontier.config import TaskConfig, parse_config  # noqa: E402
-from lightning_ted.zoo.data import CIFAR10Data  # noqa: E402
-from lightning_ted.zoo.models import CifarCNN  # noqa: E402
+from lightning_ted.frontier.config import TaskConfig, parse_config
+from lightning_ted.zoo.data import CIFAR10Data
+from lightning_ted.zoo.models import CifarCNN
 
 
 def _spec(task: str, quick: bool):

@@ -4,15 +4,12 @@ saved fraction at full accuracy minus 0.2, the plot, and the cross-task summary.
 from __future__ import annotations
 
 import statistics
-import sys
 from pathlib import Path
 
 import torch
+from frontier_tasks import METHOD_ORDER, MODEL_LABELS, REGENERATE, TASKS, Result, TaskSpec, read_cache
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from frontier_tasks import METHOD_ORDER, MODEL_LABELS, REGENERATE, TASKS, Result, TaskSpec, read_cache  # noqa: E402
-
-from lightning_ted.frontier.gains import frontier_at, mean_se  # noqa: E402  (the frontier command's arithmetic)
+from lightning_ted.frontier.gains import frontier_at, mean_se  # (the frontier command's arithmetic)
 
 
 def summarise(results: list[Result]) -> tuple[list[dict], dict]:

@@ -6,23 +6,20 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from compare import load_task
+from minilm_top import MiniLMTop, cached_bottom
+from run_identity import library_versions, run_identity
 from torch.utils.data import TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import load_task  # noqa: E402
-from minilm_top import MiniLMTop, cached_bottom  # noqa: E402
-from run_identity import library_versions, run_identity  # noqa: E402
-
-from lightning_ted import METHODS, ConstantSchedule  # noqa: E402
-from lightning_ted.research import TEDVariant  # noqa: E402
-from lightning_ted.zoo.data import CIFAR10Data, flip_labels, normalize_images  # noqa: E402
-from lightning_ted.zoo.datasets import CIFAR10_MEAN, CIFAR10_STD, load_cifar10  # noqa: E402
-from lightning_ted.zoo.models import CifarCNN, SmallCNN  # noqa: E402
+from lightning_ted import METHODS, ConstantSchedule
+from lightning_ted.research import TEDVariant
+from lightning_ted.zoo.data import CIFAR10Data, flip_labels, normalize_images
+from lightning_ted.zoo.datasets import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
+from lightning_ted.zoo.models import CifarCNN, SmallCNN
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGETS = (1.5, 1.0, 0.7, 0.5, 0.3)

@@ -14,22 +14,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 import warnings
 from pathlib import Path
 
+import compare
 import lightning as L
 import torch
+from paired_grid import Run, paired_runs, run_all, table, write_runs
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import compare  # noqa: E402
-from paired_grid import Run, paired_runs, run_all, table, write_runs  # noqa: E402
-
-from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule  # noqa: E402
-from lightning_ted.zoo.datasets import load_sst2  # noqa: E402
-from lightning_ted.zoo.demo import timed_fit  # noqa: E402
-from lightning_ted.zoo.language_model import CausalLM, TinyGPT, perplexity  # noqa: E402
+from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule
+from lightning_ted.zoo.datasets import load_sst2
+from lightning_ted.zoo.demo import timed_fit
+from lightning_ted.zoo.language_model import CausalLM, TinyGPT, perplexity
 
 METHODS = ["full", "random", "infobatch", "ted"]
 

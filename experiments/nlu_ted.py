@@ -15,22 +15,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 import warnings
 from pathlib import Path
 
+import compare
 import lightning as L
 import torch
+from paired_grid import Run, paired_runs, run_all, table, write_runs
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import compare  # noqa: E402
-from paired_grid import Run, paired_runs, run_all, table, write_runs  # noqa: E402
-
-from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule  # noqa: E402
-from lightning_ted.zoo.demo import timed_fit  # noqa: E402
-from lightning_ted.zoo.models import Classifier  # noqa: E402
-from lightning_ted.zoo.nlu import EncoderClassifier, load_encoder, tokenize_sst2  # noqa: E402
+from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule
+from lightning_ted.zoo.demo import timed_fit
+from lightning_ted.zoo.models import Classifier
+from lightning_ted.zoo.nlu import EncoderClassifier, load_encoder, tokenize_sst2
 
 METHODS = ["full", "random", "infobatch", "ted"]
 

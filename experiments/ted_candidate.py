@@ -18,13 +18,11 @@ Decisions read validation; test is shown beside it. Writes ``experiments/results
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import frontier  # noqa: E402
+import frontier
 
-from lightning_ted.frontier.gains import mean_se  # noqa: E402
+from lightning_ted.frontier.gains import mean_se
 
 TASKS = ("fashion", "noisy_fashion", "cifar10_noaug", "sst2", "cifar10", "fashion60k")  # fashion60k: 30% only
 DEFAULT, CANDIDATE, CONTROL = "ted_igd", "ted_gradnorm", "ted_rand"

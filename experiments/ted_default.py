@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import frontier  # noqa: E402
+import frontier
 
 CELLS = (0.5, 0.7)
 PEERS = ("random", "infobatch", "seta")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from lock import changes, parse  # tools/lock.py (tools/ is on pytest's pythonpath)
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-from lock import changes, parse  # noqa: E402
 
 
 def _name(requirement: str) -> str:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import frontier  # noqa: E402
+import frontier
 
 
 def write_runs(out: Path, task: str, rows: list[tuple]) -> None:

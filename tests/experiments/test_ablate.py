@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import csv
-import sys
-from pathlib import Path
 
+import ablate_ted
 import pytest
 from conftest import requires_mnist
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import ablate_ted  # noqa: E402
 
 pytestmark = [pytest.mark.slow, requires_mnist]
 

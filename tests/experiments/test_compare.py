@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import csv
-import sys
-from pathlib import Path
 
+import compare
 import pytest
 from conftest import requires_mnist
 
 from lightning_ted import RollerCoasterSchedule
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import compare  # noqa: E402
 
 pytestmark = [pytest.mark.slow, requires_mnist]
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
-from pathlib import Path
 
+import frontier
 import pytest
 import torch
 from conftest import requires_mnist
 
 from lightning_ted.zoo.datasets import default_data_root
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import frontier  # noqa: E402
 
 
 def test_frontier_interpolates_between_budget_points_and_extends_the_end_segments():

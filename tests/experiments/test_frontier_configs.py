@@ -5,19 +5,15 @@ model, data, schedule and seed of ``direct_run`` below, the pre-migration ``run_
 from __future__ import annotations
 
 import importlib.util
-import sys
-from pathlib import Path
 
+import frontier
 import lightning as L
 import pytest
+from compare import TaskModule, accuracy
 
 from lightning_ted import ConstantSchedule, DynamicPruningDataModule
 from lightning_ted.zoo.datasets import default_data_root
 from lightning_ted.zoo.demo import timed_fit
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import frontier  # noqa: E402
-from compare import TaskModule, accuracy  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 NEEDS = {"fashion": "FashionMNIST", "cifar10": "CIFAR-10", "sst2": "SST-2"}

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+import gpu_speed
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import gpu_speed  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not (gpu_speed.DATA / "cifar10_train.npz").exists(), reason="no CIFAR-10 in shared/data"

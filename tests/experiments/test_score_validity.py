@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
+import score_rules
+import score_validity
 import torch
 from conftest import requires_mnist
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import score_rules  # noqa: E402
-import score_validity  # noqa: E402
-
-from lightning_ted.core.selection import epoch_generator  # noqa: E402
+from lightning_ted.core.selection import epoch_generator
 
 
 def _rule(name: str, scores: torch.Tensor, loss: torch.Tensor | None = None) -> score_rules.Rule:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import ted_candidate  # noqa: E402
-from frontier_runs import write_runs  # noqa: E402
+import ted_candidate
+from frontier_runs import write_runs
 
 
 def _runs(candidate: list[float], control: list[float], default: list[float]) -> list[tuple]:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import ted_default  # noqa: E402
-from frontier_runs import write_runs  # noqa: E402
+import ted_default
+from frontier_runs import write_runs
 
 
 def test_variants_rank_by_mean_validation_gain_and_incomplete_ones_go_last(tmp_path):

@@ -7,8 +7,6 @@ sequence's LM-head gradient with ``torch.autograd.grad`` on that sequence's loss
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import lightning as L
 import pytest
@@ -177,7 +175,6 @@ def test_memory_stays_at_the_logits_size_for_a_32k_vocabulary(score):
 @pytest.mark.slow
 def test_quick_lm_experiment_reports_perplexity_for_every_method(tmp_path):
     """experiments/lm_ted.py keeps working: every method trains and gets a finite dev perplexity."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
     import lm_ted
 
     text = lm_ted.main(["--quick", "--workers", "1", "--ratios", "0.3", "--out", str(tmp_path)])

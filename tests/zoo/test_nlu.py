@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import lightning as L
 import pytest
 import torch
@@ -85,7 +82,6 @@ def test_fine_tuning_with_ted_prunes_and_scores_from_the_head(minilm, reference)
 @pytest.mark.slow
 def test_quick_nlu_experiment_reports_dev_accuracy(tmp_path):
     """experiments/nlu_ted.py keeps working: full and TED fine-tune and get a dev accuracy each."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
     import nlu_ted
 
     text = nlu_ted.main(["--quick", "--methods", "full", "ted", "--ratios", "0.3", "--out", str(tmp_path)])
