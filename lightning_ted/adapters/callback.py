@@ -38,7 +38,8 @@ class TEDPruningCallback(*CALLBACK_BASES):
             default the last ``nn.Linear`` the module registers, which is logged and, at the first
             step, must be the last ``nn.Linear`` the step runs (see :mod:`lightning_ted.adapters.step_checks`).
         quantiles: score quantiles logged each epoch.
-        log_per_class: log the kept fraction of each class when the training set exposes its labels.
+        log_per_class: log the kept fraction of each class and its ``ig/*`` readings (``ig/ratio/class_<c>``) when
+            the training set exposes its labels.
         progress_bar: show the share of samples the epoch keeps in the progress bar (``kept=61%``).
         summary: print a summary when training ends (rank zero) and log it as ``summary/*`` (see
             :mod:`lightning_ted.adapters.fit_summary`); its numbers stay in ``.summary.values``.
@@ -260,6 +261,8 @@ class TEDPruningCallback(*CALLBACK_BASES):
             dm.train_labels() if self.log_per_class else None,
         )
         metrics.update(dm.run.generalization.reading(epoch).log_values())  # ig/*: observe/generalization.py
+        if self.log_per_class:
+            metrics.update(dm.run.generalization.class_log_values(epoch))
         for name, value in metrics.items():
             pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=False)
         log_score_histogram(trainer, state.score, epoch)

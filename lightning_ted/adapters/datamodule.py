@@ -174,7 +174,7 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
                     setattr(self, name, value)
             check_device_resident_options(self.device_resident, self.num_workers, self.collate_fn, adopted=True)
         n = self.stream_source.num_samples if self.stream_source is not None else len(self.train_dataset)
-        self.run.allocate(n)
+        self.run.allocate(n, self.train_labels() if self.state is None else None)
         if trainer is not None:
             quantum = (self.batch_size or 1) * trainer.world_size * trainer.accumulate_grad_batches  # samples per step
             self.run.configure(trainer.max_epochs, quantum)

@@ -79,11 +79,12 @@ class PruningRun:
         self._unfolded_epoch: int | None = None  # a checkpoint's finished epoch whose observations await folding
 
     # ------------------------------------------------------------------ set-up
-    def allocate(self, num_samples: int) -> None:
-        """Create the score state and the readings for ``num_samples`` samples, unless the run has them."""
+    def allocate(self, num_samples: int, labels: Tensor | None = None) -> None:
+        """Create the score state and the readings for ``num_samples`` samples (per class too, given each
+        sample's ``labels``), unless the run has them."""
         if self.state is None:
             self.state = ScoreState(num_samples, columns=self.method.columns)
-            self.generalization = GeneralizationMeter(num_samples)
+            self.generalization = GeneralizationMeter(num_samples, labels)
 
     def configure(self, max_epochs: int | None, quantum: int) -> None:
         """Fit the schedule and the method to a run of ``max_epochs`` whose optimizer step takes ``quantum``

@@ -25,9 +25,14 @@ they span ``d`` epochs on average, not exactly. ``ratio = pruned / kept`` (while
 out cost per epoch, in loss; ``relative_gap = gap / loss_level`` (the mean loss the epoch observed) puts it on
 the scale of the loss still to lose. One reading is noisy; :meth:`GeneralizationMeter.pooled` pools epochs.
 
+Per class (when the training set exposes at most ``MAX_CLASSES`` integer labels): the same sums over each
+class's samples (the own-step correction still from every kept sample of the same previous loss), read by
+:meth:`GeneralizationMeter.class_readings` and logged as ``ig/ratio/class_<c>`` and ``ig/gap/class_<c>``:
+which classes the pruned samples stop generalizing to first.
+
 State: the last observed loss per sample (float32, NaN until observed; 4 bytes per sample), seven float64
-sums per epoch and the kept sums per epoch and loss bin, folded at the epoch's update from the observations
-every rank gathered, so every rank holds the same readings; checkpointed with the datamodule.
+sums per epoch (and per class), and the kept sums per epoch and loss bin, folded at the epoch's update from
+the observations every rank gathered, so every rank holds the same readings; checkpointed with the datamodule.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ _KEPT_SUM, _KEPT_N, _PRUNED_SUM, _RETURNED_N, _OUT_EPOCHS, _LOSS_SUM, _LOSS_N = 
 _COLUMNS = 7
 #: edges of the previous-loss bins the pruned reading is matched on (below 1e-4 and above 100 are bins too).
 LOSS_BINS = torch.logspace(-4, 2, 31, dtype=torch.float64)
+MAX_CLASSES = 100  # per-class readings for at most this many classes (as the kept fraction per class)
 
 
 @dataclass(frozen=True)
@@ -103,9 +109,11 @@ class GeneralizationMeter:
 
     Args:
         num_samples: size of the training set.
+        labels: each sample's integer class (negative: none), for the per-class readings; ``None`` (or more
+            than ``MAX_CLASSES`` classes): none.
 
     Raises:
-        ValueError: ``num_samples < 1``.
+        ValueError: ``num_samples < 1``, or ``labels`` not one per sample.
 
     >>> import torch
     >>> meter = GeneralizationMeter(4)
@@ -116,13 +124,18 @@ class GeneralizationMeter:
     -0.4
     """
 
-    def __init__(self, num_samples: int) -> None:
+    def __init__(self, num_samples: int, labels: Tensor | None = None) -> None:
         if num_samples < 1:
             raise ValueError(f"the training set is empty (num_samples={num_samples}); nothing to measure")
+        if labels is not None and labels.shape != (num_samples,):
+            raise ValueError(f"labels must hold one class per sample ({num_samples}), got shape {tuple(labels.shape)}")
         self.num_samples = int(num_samples)
         self.last_loss = torch.full((self.num_samples,), math.nan, dtype=torch.float32)
         self.sums = torch.zeros((0, _COLUMNS), dtype=torch.float64)  # per epoch: see the _KEPT_SUM... columns
         self.bin_sums = torch.zeros((0, len(LOSS_BINS) + 1, 2), dtype=torch.float64)  # kept (sum, n) per loss bin
+        classes = int(labels.max()) + 1 if labels is not None and labels.numel() else 0
+        self.labels = labels.long() if 0 < classes <= MAX_CLASSES else None
+        self.class_sums = torch.zeros((0, classes if self.labels is not None else 0, _COLUMNS), dtype=torch.float64)
 
     def _grow(self, epoch: int) -> None:
         if epoch >= self.sums.shape[0]:
@@ -132,6 +145,9 @@ class GeneralizationMeter:
             bins = torch.zeros((epoch + 1, *self.bin_sums.shape[1:]), dtype=torch.float64)
             bins[: self.bin_sums.shape[0]] = self.bin_sums
             self.bin_sums = bins
+            classes = torch.zeros((epoch + 1, *self.class_sums.shape[1:]), dtype=torch.float64)
+            classes[: self.class_sums.shape[0]] = self.class_sums
+            self.class_sums = classes
 
     def kept_rate_by_bin(self) -> Tensor:
         """Kept loss change per epoch and previous-loss bin (``nan`` where no kept sample fell in the bin)."""
@@ -169,7 +185,22 @@ class GeneralizationMeter:
         row[_PRUNED_SUM] += (delta - own_step)[back].sum()
         row[_RETURNED_N] += back.sum()
         row[_OUT_EPOCHS] += (gap - 1)[back].sum()
+        if self.labels is not None:
+            self._fold_classes(epoch, idx, loss, delta - own_step, gap, kept, back, delta)
         self.last_loss[idx] = loss
+
+    def _fold_classes(
+        self, epoch: int, idx: Tensor, loss: Tensor, out: Tensor, gap: Tensor, kept: Tensor, back: Tensor, delta: Tensor
+    ) -> None:
+        """The row's seven sums per class of the samples (one ``index_add_``)."""
+        parts = torch.zeros((idx.numel(), _COLUMNS), dtype=torch.float64)
+        parts[:, _LOSS_SUM], parts[:, _LOSS_N] = loss.double(), 1.0
+        parts[:, _KEPT_SUM], parts[:, _KEPT_N] = torch.where(kept, delta, 0.0), kept.double()
+        parts[:, _PRUNED_SUM] = torch.where(back, out, 0.0)
+        parts[:, _RETURNED_N], parts[:, _OUT_EPOCHS] = back.double(), torch.where(back, gap - 1, 0).double()
+        label = self.labels[idx]
+        has = label >= 0
+        self.class_sums[epoch].index_add_(0, label[has], parts[has])
 
     def _reading(self, sums: Tensor, epoch: int) -> GeneralizationReading:
         kept_n, out, seen = float(sums[_KEPT_N]), float(sums[_OUT_EPOCHS]), float(sums[_LOSS_N])
@@ -188,6 +219,19 @@ class GeneralizationMeter:
         if epoch >= self.sums.shape[0] or epoch < 0:
             return self._reading(torch.zeros(_COLUMNS, dtype=torch.float64), epoch)
         return self._reading(self.sums[epoch], epoch)
+
+    def class_readings(self, epoch: int) -> list[GeneralizationReading]:
+        """The readings of ``epoch`` per class (empty without labels)."""
+        if epoch < 0 or epoch >= self.class_sums.shape[0]:
+            return [self._reading(torch.zeros(_COLUMNS, dtype=torch.float64), epoch)] * self.class_sums.shape[1]
+        return [self._reading(row, epoch) for row in self.class_sums[epoch]]
+
+    def class_log_values(self, epoch: int) -> dict[str, float]:
+        """``ig/ratio/class_<c>`` and ``ig/gap/class_<c>`` of ``epoch`` (finite ones only)."""
+        values = {}
+        for c, reading in enumerate(self.class_readings(epoch)):
+            values[f"ig/ratio/class_{c}"], values[f"ig/gap/class_{c}"] = reading.ratio, reading.gap
+        return {k: v for k, v in values.items() if math.isfinite(v)}
 
     def pooled(self, first: int = 0, last: int | None = None) -> GeneralizationReading:
         """Epochs ``first..last`` pooled, each side's summed change over its summed count, over the epochs that
@@ -218,6 +262,7 @@ class GeneralizationMeter:
             "last_loss": self.last_loss.clone(),
             "sums": self.sums.clone(),
             "bin_sums": self.bin_sums.clone(),
+            "class_sums": self.class_sums.clone(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -229,3 +274,11 @@ class GeneralizationMeter:
         self.last_loss.copy_(state["last_loss"])
         self.sums = state["sums"].clone().to(torch.float64)
         self.bin_sums = state["bin_sums"].clone().to(torch.float64)
+        # absent from checkpoints written before the per-class readings: the past epochs' class rows stay zero, and
+        # each later epoch's class readings are exact (they need only that epoch's rows and the kept bins)
+        saved = state.get("class_sums")
+        rows, classes = self.sums.shape[0], self.class_sums.shape[1]
+        if saved is not None and saved.shape[1] == classes:
+            self.class_sums = saved.clone().to(torch.float64)
+        else:  # no per-class sums to resume: they count from here
+            self.class_sums = torch.zeros((rows, classes, _COLUMNS), dtype=torch.float64)

@@ -77,6 +77,7 @@ def main(out: str, devices: int, batch_size: int, ckpt: str | None = None) -> No
             "score": dm.state.score,
             "seen_count": dm.state.seen,
             "ig_sums": dm.generalization.sums,
+            "ig_class_sums": dm.generalization.class_sums,
             "ig_last_loss": dm.generalization.last_loss,
             "kept_history": dm.kept_history,
             "acc": acc,

@@ -51,6 +51,7 @@ def test_every_rank_keeps_the_same_set_and_ends_with_the_same_state(runs):
     assert torch.equal(r0["score"], r1["score"])  # bit-identical after every sync
     assert torch.equal(r0["seen_count"], r1["seen_count"])
     assert torch.equal(r0["ig_sums"], r1["ig_sums"]) and (r0["ig_sums"][:, 3] > 0).any()  # returning samples read
+    assert torch.equal(r0["ig_class_sums"], r1["ig_class_sums"]) and r0["ig_class_sums"].shape[1] == 10  # per class
     torch.testing.assert_close(r0["ig_last_loss"], r1["ig_last_loss"], rtol=0, atol=0, equal_nan=True)
     assert torch.equal(r0["kept_history"], r1["kept_history"])
     assert torch.isfinite(r0["score"]).all()
@@ -94,6 +95,7 @@ def test_resume_at_epoch_boundary_under_ddp_matches_uninterrupted_run(runs, resu
         assert torch.equal(again["score"], full["score"])
         assert torch.equal(again["seen_count"], full["seen_count"])
         torch.testing.assert_close(again["ig_sums"], full["ig_sums"], rtol=0, atol=1e-12)
+        torch.testing.assert_close(again["ig_class_sums"], full["ig_class_sums"], rtol=0, atol=1e-12)
         assert torch.equal(again["kept_history"], full["kept_history"])
 
 
@@ -107,6 +109,7 @@ def test_resume_mid_epoch_under_ddp_neither_repeats_nor_skips(runs, resumed):
         assert torch.equal(again["score"], full["score"])
         assert torch.equal(again["seen_count"], full["seen_count"])
         torch.testing.assert_close(again["ig_sums"], full["ig_sums"], rtol=0, atol=1e-12)
+        torch.testing.assert_close(again["ig_class_sums"], full["ig_class_sums"], rtol=0, atol=1e-12)
 
 
 def test_pruned_reference_is_one_all_reduce_identical_on_every_rank(tmp_path):

@@ -143,6 +143,7 @@ def assert_resumed_like(full, resumed, ckpt: Path, where: str) -> None:
     ig, full_ig = dm.generalization, full_dm.generalization  # the ig/* readings survive resume too
     torch.testing.assert_close(ig.last_loss, full_ig.last_loss, rtol=0, atol=0, equal_nan=True, msg=where)
     torch.testing.assert_close(ig.sums, full_ig.sums, rtol=0, atol=1e-12, msg=where)
+    torch.testing.assert_close(ig.class_sums, full_ig.class_sums, rtol=0, atol=1e-12, msg=where)  # per class too
     for a, b in zip(full_model.parameters(), model.parameters(), strict=True):
         assert torch.equal(a, b), where
 

@@ -41,9 +41,12 @@ def _data() -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(torch.randn(N, 8, generator=gen) + 2.0 * F.one_hot(y, 8).float(), y)
 
 
-def brute_force(visits: list[tuple[int, list[int], list[float]]], n: int) -> dict[int, tuple[float, float]]:
+def brute_force(
+    visits: list[tuple[int, list[int], list[float]]], n: int, members: set[int] | None = None
+) -> dict[int, tuple[float, float]]:
     """Per epoch ``(kept change, pruned change per out-epoch)``, sample by sample, as the docstring states them
-    (``visits``: batches in training order, several per epoch)."""
+    (``visits``: batches in training order, several per epoch); over the samples in ``members`` only (one
+    class), the own-step correction still from every kept sample."""
     epochs: dict[int, tuple[list[int], list[float]]] = {}
     for epoch, index, loss in visits:
         epochs.setdefault(epoch, ([], []))
@@ -63,10 +66,11 @@ def brute_force(visits: list[tuple[int, list[int], list[float]]], n: int) -> dic
             if i in last:
                 prev, before = last[i]
                 where = bisect.bisect_left(edges, before)  # torch.bucketize's bin
+                counted = members is None or i in members
                 if prev == epoch - 1:
-                    kept.append(value - before)
+                    kept.extend([value - before] if counted else [])
                     by_bin.setdefault((epoch, where), []).append(value - before)
-                elif (prev + 1, where) in by_bin:
+                elif (prev + 1, where) in by_bin and counted:
                     same = by_bin[prev + 1, where]
                     back.append(value - before - sum(same) / len(same))
                     out_epochs += epoch - prev - 1
@@ -104,6 +108,31 @@ def test_readings_match_a_sample_by_sample_computation():
         assert r.kept_loss_change == pytest.approx(kept, abs=1e-6, nan_ok=True), epoch
         assert r.pruned_loss_change == pytest.approx(pruned, abs=1e-6, nan_ok=True), epoch
     assert any(not math.isnan(p) for _, p in expected.values()), "some samples returned after sitting out"
+
+
+def test_per_class_readings_match_the_computation_over_each_class_alone():
+    """With labels the meter reads each class's samples alone (the own-step correction from every kept sample
+    of the same previous loss), and the classes' sums add up to the whole epoch's."""
+    g = torch.Generator().manual_seed(2)
+    n, visits = 60, []
+    labels = torch.randint(0, 3, (n,), generator=g)
+    labels[:4] = -1  # an ignore_index: in no class
+    for epoch in range(7):
+        kept = torch.randperm(n, generator=g)[: n if epoch == 0 else 30]
+        loss = [round(v, 3) for v in (torch.rand(len(kept), generator=g) * 2 / (epoch + 1)).tolist()]
+        visits.append((epoch, kept.tolist(), loss))
+    meter = GeneralizationMeter(n, labels)
+    _feed(meter, visits, n)
+    for c in range(3):
+        members = set(torch.nonzero(labels == c).squeeze(1).tolist())
+        for epoch, (kept, pruned) in brute_force(visits, n, members).items():
+            r = meter.class_readings(epoch)[c]
+            assert r.kept_loss_change == pytest.approx(kept, abs=1e-6, nan_ok=True), (c, epoch)
+            assert r.pruned_loss_change == pytest.approx(pruned, abs=1e-6, nan_ok=True), (c, epoch)
+    unlabelled = GeneralizationMeter(n, torch.where(labels < 0, 0, labels))  # the same data, every sample in a class
+    _feed(unlabelled, visits, n)
+    torch.testing.assert_close(unlabelled.class_sums.sum(dim=1), unlabelled.sums, rtol=0, atol=1e-9)
+    assert GeneralizationMeter(n, torch.arange(n) * 10).class_readings(0) == []  # ids, not classes: none
 
 
 def test_observations_split_across_two_syncs_of_one_epoch_read_like_one():
@@ -163,6 +192,14 @@ def test_user_fits_with_random_pruning_and_reads_the_ig_metrics_each_epoch(tmp_p
         if not math.isnan(pruned):
             assert rows[epoch]["ig/pruned_loss_change"] == pytest.approx(pruned, rel=1e-4, abs=1e-6)
     assert any("ig/pruned_loss_change" in r for r in rows.values()), "random pruning at 30% returns samples"
+    by_class = {c: brute_force(trail.visits, N, set(torch.nonzero(dm.train_labels() == c).squeeze(1).tolist()))
+                for c in range(3)}  # fmt: skip
+    for epoch, row in rows.items():  # per class, the same readings over each class's samples
+        for c in range(3):
+            kept, pruned = by_class[c][epoch]
+            if kept < 0 and not math.isnan(pruned):
+                assert row[f"ig/ratio/class_{c}"] == pytest.approx(pruned / kept, rel=1e-4, abs=1e-6)
+    assert any("ig/ratio/class_0" in r for r in rows.values())
     for epoch, row in rows.items():  # the loss level: the mean loss the epoch's training steps observed
         observed = [lo for e, _, losses in trail.visits if e == epoch for lo in losses]
         assert row["ig/loss_level"] == pytest.approx(sum(observed) / len(observed), rel=1e-5)
