@@ -19,10 +19,10 @@ def run_attribute(name: str) -> property:
     """A datamodule attribute that is the :class:`~lightning_ted.core.run.PruningRun`'s ``name`` (read and set)."""
 
     def get(self: PruningDataSource) -> Any:
-        return getattr(self.run, name)
+        return getattr(self.__dict__["run"], name)  # not self.run: a wrapper's __getattr__ would mask its absence
 
     def set_(self: PruningDataSource, value: Any) -> None:
-        setattr(self.run, name, value)
+        setattr(self.__dict__["run"], name, value)
 
     return property(get, set_, doc=f"The pruning run's ``{name}`` (see :class:`~lightning_ted.core.run.PruningRun`).")
 

@@ -1,4 +1,5 @@
-"""``DynamicPruningDataModule``: owns the score state, the pruning method and the per-epoch kept set.
+"""``DynamicPruningDataModule``: the Lightning adapter around a pruning run (``core/run.py``: the score state,
+the method and the per-epoch kept set).
 
 It wraps a map-style ``Dataset`` (or another ``LightningDataModule``). Each epoch the train loader is
 rebuilt over the kept indices only; every item carries its dataset index and weight, and the batch is

@@ -62,4 +62,4 @@ class ForwardedHooks:
             return []
         if isinstance(dataset, DataLoader):  # a ready evaluation loader is used as given
             return dataset
-        return DataLoader(dataset, shuffle=False, collate_fn=self.collate_fn, **loader_kwargs(self))
+        return DataLoader(dataset, shuffle=False, collate_fn=self.collate_fn, **loader_kwargs(self.train_data()))

@@ -16,7 +16,7 @@ fall back to their plan.
 - :class:`GeneralizationToleranceSchedule`: no budget; the ratio rises by ``step`` while the pace is at least
   ``1 - tolerance`` and falls back by ``step`` when it is not. The step count is not known in advance.
 
-Research only: see the README's *How TED works* for what the frontier showed of them.
+Research only: see the docs' *How TED works* for what the frontier showed of them.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from lightning_ted.methods.ted_scores import SCALE_FREE, head_score
 
 
 class TED(PruningMethod):
-    """TED scores with a randomised, reweighted drop among the lowest (README, "How TED works").
+    """TED scores with a randomised, reweighted drop among the lowest (docs, "How TED works").
 
     Args:
         score: ``"igd"`` (``eta <g_k, gbar>``, the first-order loss increase from removing k) or

@@ -228,7 +228,7 @@ def test_infobatch_keeps_everything_without_ratio_or_scores():
 # ------------------------------------------------------------------------------- ucb / epsilon-greedy
 @pytest.mark.parametrize("cls", [UCB, EpsilonGreedy])
 def test_bandit_ema_of_loss_and_of_its_squared_deviation(cls):
-    """The bandits keep EMA(loss) in score and the EMA variance a (var + (1 - a) d^2) in aux, per visit."""
+    """The bandits keep EMA(loss) in score and the EMA variance a (var + (1 - a) d^2) in loss_variance, per visit."""
     a = 0.6
     method = cls(alpha=a)
     state = _state(method, 3)
