@@ -183,7 +183,8 @@ class DynamicPruningDataModule(ForwardedHooks, PruningCheckpoint, PruningDataSou
             fit_start.ensure_callback(trainer, TEDPruningCallback)
             self.overfitting = fit_start.note_overfitting(trainer)
             run_plan.check_plan(self.run, fit_start.trainer_limits(trainer), self.train_data())
-        self.run.grow_history()
+        else:  # configure sized the history for the Trainer's run; without one, the schedule's own length
+            self.run.grow_history()
         if self._pending_load is not None:
             state, self._pending_load = self._pending_load, None
             self.load_state_dict(state)

@@ -45,7 +45,7 @@ class UCB(_LossEMA):
 
     Examples:
         >>> import torch
-        >>> from lightning_ted.core.state import Column, Observations, ScoreState
+        >>> from lightning_ted.core.state import Observations, ScoreState
         >>> method = UCB()
         >>> state = ScoreState(6, columns=method.columns)
         >>> loss = torch.tensor([0.1, 2.0, 0.5, 1.0])  # samples 4 and 5 not seen yet
@@ -86,7 +86,7 @@ class EpsilonGreedy(_LossEMA):
 
     Examples:
         >>> import torch
-        >>> from lightning_ted.core.state import Column, Observations, ScoreState
+        >>> from lightning_ted.core.state import Observations, ScoreState
         >>> method = EpsilonGreedy(epsilon=0.5)
         >>> state = ScoreState(6, columns=method.columns)
         >>> loss = torch.tensor([0.1, 2.0, 0.5, 1.0])  # samples 4 and 5 not seen yet

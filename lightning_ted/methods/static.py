@@ -99,7 +99,7 @@ class EL2N(StaticScore):
 
     Examples:
         >>> import torch
-        >>> from lightning_ted.core.state import Column, Observations, ScoreState
+        >>> from lightning_ted.core.state import Observations, ScoreState
         >>> method, state = EL2N(), ScoreState(6)
         >>> el2n = torch.tensor([0.3, 0.1, 0.9, 0.2, 0.7, 0.5])  # the head reports it as the term
         >>> method.update(state, Observations(torch.arange(6), torch.stack([el2n, el2n], dim=1)), epoch=0)
@@ -128,7 +128,7 @@ class GraNd(StaticScore):
 
     Examples:
         >>> import torch
-        >>> from lightning_ted.core.state import Column, Observations, ScoreState
+        >>> from lightning_ted.core.state import Observations, ScoreState
         >>> method, state = GraNd(), ScoreState(6)
         >>> norm = torch.tensor([0.3, 0.1, 0.9, 0.2, 0.7, 0.5])  # the head reports it as the term
         >>> method.update(state, Observations(torch.arange(6), torch.stack([norm, norm], dim=1)), epoch=0)
@@ -158,7 +158,7 @@ class Forgetting(StaticScore):
 
     Examples:
         >>> import torch
-        >>> from lightning_ted.core.state import Column, Observations, ScoreState
+        >>> from lightning_ted.core.state import Observations, ScoreState
         >>> method = Forgetting()  # counts over 2 epochs
         >>> state = ScoreState(4, columns=method.columns)
         >>> for epoch, correct in enumerate([[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 1.0]]):  # the term: 1 = correct
@@ -204,7 +204,7 @@ class CAT(StaticScore):
 
     Examples:
         >>> import torch
-        >>> from lightning_ted.core.state import Column, Observations, ScoreState
+        >>> from lightning_ted.core.state import Observations, ScoreState
         >>> method = CAT(score_epochs=2)
         >>> state = ScoreState(4, columns=method.columns)
         >>> for epoch, loss in enumerate([[1.0, 1.0, 1.0, 1.0], [1.0, 0.5, 0.9, 0.1]]):
