@@ -5,6 +5,7 @@ run ``frontier.run_job`` trains (``tests/experiments/test_frontier_configs.py``)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning as L
@@ -45,11 +46,13 @@ class TaskData(L.LightningDataModule):
 
 
 class CifarTaskData(CIFAR10Data):
-    """A CIFAR task's uint8 split, augmented per batch from ``seed + 10000`` (the run's seed; the benchmark
-    sets ``seed`` per run) unless the task is ``cifar10_noaug``; eval batches normalised as usual."""
+    """A CIFAR task's uint8 split, augmented per batch from ``seed + 10000`` unless the task is
+    ``cifar10_noaug``; eval batches normalised as usual. ``seed`` defaults to the run's ``seed_everything``
+    (LightningCLI seeds before it builds the data), so each paired seed has its own augmentation stream."""
 
-    def __init__(self, task: str, seed: int = 0, quick: bool = False) -> None:
+    def __init__(self, task: str, seed: int | None = None, quick: bool = False) -> None:
         spec = _spec(task, quick)
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
         super().__init__(batch_size=spec.batch_size, aug_seed=seed + 10_000, augment=spec.data != "cifar10_noaug")
         self.spec = spec
 
@@ -80,16 +83,22 @@ class MiniLMTopNet(MiniLMTop):
 CONFIGS = Path(__file__).resolve().parent / "configs" / "frontier"
 
 
-def task_config(spec: TaskSpec) -> TaskConfig:
+def task_config_dict(spec: TaskSpec) -> dict:
     """The task's config (``configs/frontier/<task>.yaml``) at the spec's epochs, learning rate and widths;
-    a spec that is not the task's own (``frontier.QUICK``) reads the test sizes."""
+    a spec that is not the task's own (``frontier_tasks.QUICK``) reads the test sizes (``quick: true``)."""
     cfg = yaml.safe_load((CONFIGS / f"{spec.name}.yaml").read_text())
     cfg["trainer"]["max_epochs"] = spec.epochs
     cfg["model"]["init_args"]["lr"] = spec.lr
     if spec.width:
         cfg["model"]["init_args"]["net"]["init_args"]["widths"] = list(spec.width)
-    cfg["data"]["init_args"]["datamodule"]["init_args"]["quick"] = spec != TASKS.get(spec.name)
-    return parse_config(cfg, str(CONFIGS / f"{spec.name}.yaml"), "val_acc", "max")
+    if spec != TASKS.get(spec.name):
+        cfg["data"]["init_args"]["datamodule"]["init_args"]["quick"] = True
+    return cfg
+
+
+def task_config(spec: TaskSpec, cfg: dict | None = None) -> TaskConfig:
+    """The frontier command's view of ``cfg`` (default: the task's own config, :func:`task_config_dict`)."""
+    return parse_config(cfg or task_config_dict(spec), str(CONFIGS / f"{spec.name}.yaml"), "val_acc", "max")
 
 
 def method_entry(method: str) -> dict | None:

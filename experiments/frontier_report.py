@@ -1,15 +1,104 @@
-"""The frontier benchmark's tables: per-task paired gains on test and validation, the convergence check, the
-saved fraction at full accuracy minus 0.2, the plot, and the cross-task summary. Used by ``frontier.py``."""
+"""The frontier benchmark's tables, read from the runs ``lightning-ted frontier`` recorded in each task's
+``results/frontier_<task>/runs.jsonl``: per-task paired gains on test and validation, the convergence check,
+the saved fraction at full accuracy minus 0.2, the plot, and the cross-task summary. Used by ``frontier.py``."""
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 import statistics
 from pathlib import Path
 
 import torch
-from frontier_tasks import METHOD_ORDER, MODEL_LABELS, REGENERATE, TASKS, Result, TaskSpec, read_cache
+from frontier_modules import task_config
+from frontier_tasks import (
+    METHOD_ORDER,
+    MODEL_LABELS,
+    REGENERATE,
+    TARGETS,
+    TASKS,
+    TED_VARIANTS,
+    Result,
+    TaskSpec,
+    schedule_ratio,
+)
 
 from lightning_ted.frontier.gains import frontier_at, mean_se  # (the frontier command's arithmetic)
+
+COMMAND = "PYTHONPATH=experiments python experiments/frontier.py"
+MEASURE = "frontier_modules.measure"  # the --measure every benchmark run records: test and validation accuracy
+
+
+def runs_folder(out: Path, task: str) -> Path:
+    """Where the command writes ``task``'s runs (``runs.jsonl``) and each method config's own table."""
+    return out / f"frontier_{task}"
+
+
+def benchmark_method(record: dict) -> str:
+    """The benchmark's name of a run's method: ``budget`` for plain training, a ``TED_VARIANTS`` name for a
+    ``TEDVariant`` with that variant's arguments, else the method's registry name."""
+    if record["method"] == "full":
+        return "budget"
+    entry = record.get("method_config") or {}
+    if isinstance(entry, dict) and str(entry.get("class_path", "")).endswith("TEDVariant"):
+        args = entry.get("init_args") or {}
+        return next((name for name, given in TED_VARIANTS.items() if given == args), "ted_variant?")
+    return record["method"]
+
+
+@functools.cache
+def fingerprints(task: str, method: str, quick: bool) -> tuple[str, str]:
+    """(fingerprint of the task's config with ``method``, of its plain-training runs) under this code and
+    these library versions: a recorded run with another is stale."""
+    from frontier import method_config  # deferred: frontier.py imports this module
+    from frontier_tasks import QUICK
+
+    spec = (QUICK if quick else TASKS)[task]
+    config = task_config(spec, method_config(spec, method if method != "budget" else "ted"))
+    return config.fingerprint(), config.full_fingerprint()
+
+
+def _target(method: str, ratio: float, spec: TaskSpec) -> float | None:
+    """The benchmark target whose schedule ratio ``ratio`` is for ``method`` (``None``: a ratio of another run)."""
+    for target in TARGETS:
+        try:
+            if math.isclose(schedule_ratio(method, target, spec), ratio, abs_tol=1e-9):
+                return target
+        except ValueError:  # a target this task's epochs cannot reach (fashion60k's 70%)
+            continue
+    return None
+
+
+def task_results(out: Path, spec: TaskSpec) -> list[Result]:
+    """Each run of ``spec`` the command recorded with the benchmark's measure, as the tables' :class:`Result`:
+    budget points by b, methods by their target. Per (method, level, seed) the last run made under today's
+    config and versions, else the last one before, marked ``stale`` (the tables mark it; the grid reruns it)."""
+    path = runs_folder(out, spec.name) / "runs.jsonl"
+    quick = spec != TASKS.get(spec.name)
+    done: dict[tuple, Result] = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        extra = record.get("extra") or {}
+        method = benchmark_method(record)
+        if "test_acc" not in extra or method not in (*METHOD_ORDER, "budget"):
+            continue  # made without --measure frontier_modules.measure, or another method's run
+        level = record["level"] if method == "budget" else _target(method, record["level"], spec)
+        if level is None:
+            continue
+        fingerprint, full = fingerprints(spec.name, method, quick)
+        result = Result(
+            spec.name, method, level, record["seed"], record["epochs"], 0.0 if method == "budget" else record["level"],
+            record["saved"], extra["test_acc"], extra["val_acc"], record["fit_seconds"],
+            extra={k: v for k, v in extra.items() if k == "flipped_share"},
+            stale=record.get("config") != (full if method == "budget" else fingerprint),
+        )  # fmt: skip
+        key = (method, level if method != "budget" else record["epochs"], record["seed"])
+        if not result.stale or key not in done or done[key].stale:
+            done[key] = result
+    return list(done.values())
 
 
 def summarise(results: list[Result]) -> tuple[list[dict], dict]:
@@ -57,7 +146,7 @@ def summarise(results: list[Result]) -> tuple[list[dict], dict]:
                 extrapolated=method != "budget" and saved > max_budget_saved + 1e-9,
                 flipped_share=mean_se(flips)[0],
                 flipped_runs=len(flips),
-                stale=sum(r.stale for r in runs),  # runs made under another identity (frontier_tasks.job_identity)
+                stale=sum(r.stale for r in runs),  # runs made under another config or versions (task_results)
             )
         )
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
@@ -119,9 +208,12 @@ def _stale_note(rows: list[dict]) -> list[str]:
     if not stale:
         return []
     total = sum(r["seeds"] for r in rows)
-    return ["", f"† n: n of the row's runs are stale ({stale} of {total} in this table): made under another "
-            "resolved method config, lightning-ted version or library versions than this code runs, or cached "
-            "before runs recorded them. The grid reruns them (`experiments/frontier.py` without `--report-only`)."]
+    return [
+        "",
+        f"† n: n of the row's runs are stale ({stale} of {total} in this table): made under another "
+        "config, lightning-ted version or library versions than this code runs (their config fingerprint in "
+        "runs.jsonl differs). The grid reruns them (`experiments/frontier.py` without `--report-only`).",
+    ]
 
 
 def markdown(spec: TaskSpec, rows: list[dict], conv: dict, wall: float | None) -> str:
@@ -135,7 +227,7 @@ def markdown(spec: TaskSpec, rows: list[dict], conv: dict, wall: float | None) -
         f"{spec.batch_size}, {'AdamW' if spec.data == 'sst2' else 'SGD'} lr {spec.lr} cosine over each run's own epochs"
         + (f", {int(100 * spec.noise)}% of training labels flipped" if spec.noise else "")
         + f"; torch {torch.__version__}. Regenerate: "
-        + f"`{REGENERATE.get(spec.name, f'python experiments/frontier.py --tasks {spec.name}')}`.",
+        + f"`{REGENERATE.get(spec.name, f'{COMMAND} --tasks {spec.name}')}`.",
         "",
     ]
     if conv:
@@ -265,7 +357,7 @@ def summary(out: Path, tasks=SUMMARY_TASKS, methods=SUMMARY_METHODS) -> str:
     bold where it beats the frontier by more than 2 SE on test and on validation. From the caches."""
     per_task = {}
     for task in tasks:
-        results = list(read_cache(out, task, TASKS[task]).values())
+        results = task_results(out, TASKS[task])
         if results:
             per_task[task] = summarise(results)
     lines = [
@@ -274,7 +366,7 @@ def summary(out: Path, tasks=SUMMARY_TASKS, methods=SUMMARY_METHODS) -> str:
         "Each cell: test accuracy minus the frontier at the saving reached, mean ± SE of the paired difference "
         "(saving reached, seeds); **bold**: above the frontier by more than 2 SE on both test and validation. "
         "Full data at E vs 1.5 E is the convergence check (test). Regenerate: "
-        "`python experiments/frontier.py --report-only --tasks " + " ".join(per_task) + "`.",
+        f"`{COMMAND} --report-only --tasks " + " ".join(per_task) + "`.",
     ]
     for target in (0.3, 0.5, 0.7):
         lines += ["", f"**Target {int(100 * target)}% saved**", ""]

@@ -1,9 +1,8 @@
 """The frontier benchmark's tasks: specs (data, model, epoch budget E), method variants, the shared schedule's
-ratio per target, each task's data, and the per-run record and its JSONL cache. Used by ``frontier.py``."""
+ratio per target, each task's data, and the record the tables read from each run. Used by ``frontier.py``."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -12,7 +11,6 @@ from pathlib import Path
 import torch
 from compare import load_task
 from minilm_top import MiniLMTop, cached_bottom
-from run_identity import library_versions, run_identity
 from torch.utils.data import TensorDataset
 
 from lightning_ted import METHODS, ConstantSchedule
@@ -58,10 +56,11 @@ INFOBATCH_MAX_RATIO = 0.9
 SST2_MAX_LEN, SST2_FROZEN = 32, 4  # tokens per sentence; MiniLM layers frozen (and cached) below the trained top
 MODEL_LABELS: dict[str, str] = {  # task name -> model description in the tables (default from the spec)
     "cifar10_noaug": "CifarCNN(8, 16, 32, 64), no augmentation",
+    "cifar10_gpu": "ResNet-9 (bf16 autocast, uint8 data + augmentation on the device)",
     "sst2": f"all-MiniLM-L6-v2 (max {SST2_MAX_LEN} tokens): its top {6 - SST2_FROZEN} layers and a linear head "
     f"fine-tuned with AdamW (weight decay 1e-4) on cached states of the frozen bottom {SST2_FROZEN}",
 }
-REGENERATE: dict[str, str] = {}  # task name -> the command that regenerates its table
+REGENERATE: dict[str, str] = {"cifar10_gpu": "PYTHONPATH=experiments python experiments/frontier_gpu.py"}
 
 
 @dataclass(frozen=True)
@@ -114,23 +113,14 @@ TASKS = {
         "cifar10_noaug", "cifar10_noaug", 10000, 2000, 20, 0.1, 64, width=(8, 16, 32, 64), seta_window_keep=0.63
     ),
 }
+# frontier_gpu.py: all 45k CIFAR-10 training images (5k validation), ResNet-9 in bf16, data on the device
+TASKS["cifar10_gpu"] = TaskSpec("cifar10_gpu", "cifar10", 45000, 5000, 10, 0.2, 512, width=(64, 128, 256, 512))
 QUICK = {
+    "cifar10_gpu": TaskSpec("cifar10_gpu", "cifar10", 300, 100, 8, 0.1, 64, width=(8, 16, 16, 16), n_test=200),
     "fashion": TaskSpec("fashion", "fashion", 400, 200, 6, 0.05, 64, n_test=500),
     "cifar10": TaskSpec("cifar10", "cifar10", 256, 128, 6, 0.05, 64, width=(4, 8), n_test=256),
     "sst2": TaskSpec("sst2", "sst2", 96, 48, 6, 1e-4, 16, n_test=64),
 }
-
-
-@dataclass(frozen=True)
-class Job:
-    task: str
-    method: str  # "budget" for the frontier points, else a pruning method name
-    level: float  # b for budget points, the target saved fraction for methods
-    seed: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.method}|{self.level}|{self.seed}"
 
 
 @dataclass
@@ -147,34 +137,7 @@ class Result:
     seconds: float
     fingerprint: str = ""
     extra: dict = field(default_factory=dict)
-    identity: str = ""  # run_identity of the resolved method config, schedule and versions (job_identity)
-    versions: dict = field(default_factory=dict)  # lightning-ted and library versions the run was made with
-    stale: bool = False  # set when read: the identity differs from what this code would run (never trusted)
-
-
-@functools.cache
-def _versions() -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(library_versions().items()))
-
-
-def job_identity(job: Job, spec: TaskSpec) -> str:
-    """The identity a run of ``job`` gets under this code and these libraries: the task's fingerprint, the
-    resolved method config (every default filled in), the schedule's ratio, warm-up and anneal, the epochs
-    and the versions. A cached row whose identity differs is stale: a default, the code or a library moved."""
-    if job.method == "budget":
-        config: dict = {"method": "full", "epochs": int(round(job.level * spec.epochs))}
-    else:
-        if job.method not in METHOD_ORDER:
-            return ""  # a method this code no longer has: every cached row of it is stale
-        schedule = {"ratio": schedule_ratio(job.method, job.level, spec), "warmup": WARMUP, "anneal": ANNEAL}
-        config = {"method": make_pruner(job.method, spec.epochs).config, "schedule": schedule, "epochs": spec.epochs}
-    return run_identity(spec.fingerprint(), config, dict(_versions()))
-
-
-def stamped(result: Result, job: Job, spec: TaskSpec) -> Result:
-    """``result`` with the identity and versions of the code and libraries that just made it."""
-    result.identity, result.versions = job_identity(job, spec), dict(_versions())
-    return result
+    stale: bool = False  # made under another config or library versions than this code runs
 
 
 # ------------------------------------------------------------------------------------------ schedules
@@ -268,31 +231,3 @@ def _cifar_train_module(train: TensorDataset, spec: TaskSpec, seed: int) -> CIFA
     dm = CIFAR10Data(batch_size=spec.batch_size, aug_seed=seed + 10_000, augment=spec.data != "cifar10_noaug")
     dm.train, dm.val, dm.test = train, [], []
     return dm
-
-
-def cache_path(out: Path, task: str) -> Path:
-    return out / f"frontier_{task}_runs.jsonl"
-
-
-def read_cache(out: Path, task: str, spec: TaskSpec) -> dict[str, Result]:
-    """The cached run of each job of ``task`` (a changed task spec invalidates them): the last one made under
-    today's identity, else the last one made before, with ``stale`` set (reports mark it, the grid reruns it)."""
-    path, done = cache_path(out, task), {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                r = Result(**json.loads(line))
-                if r.fingerprint != spec.fingerprint():
-                    continue
-                job = Job(task, r.method, r.level, r.seed)
-                r.stale = not r.identity or r.identity != job_identity(job, spec)
-                if not r.stale or job.key not in done or done[job.key].stale:
-                    done[job.key] = r
-    return done
-
-
-def drop_from_cache(out: Path, task: str, methods: list[str]) -> None:
-    path = cache_path(out, task)
-    if path.exists():
-        keep = [line for line in path.read_text().splitlines() if json.loads(line)["method"] not in methods]
-        path.write_text("".join(line + "\n" for line in keep))

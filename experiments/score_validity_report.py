@@ -216,9 +216,7 @@ def summary(tasks_rows: list[tuple[object, list[dict]]]) -> str:
         sure = sum(m < -2 * se for m, se in v if not math.isnan(se))
         row = " | ".join(cells[r].get(c, "") for c in cols)
         mean = statistics.fmean(m for m, _ in v)
-        lines.append(
-            f"| {r} | {statistics.fmean(ranks[r]):.2f} | {below} of {len(v)} ({sure}) | {mean:+.4f} | {row} |"
-        )
+        lines.append(f"| {r} | {statistics.fmean(ranks[r]):.2f} | {below} of {len(v)} ({sure}) | {mean:+.4f} | {row} |")
     return "\n".join(lines) + "\n"
 
 

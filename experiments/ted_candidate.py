@@ -1,9 +1,10 @@
 """Issue 23's frontier step: the candidate reading against TED's default and the equal-weight random control.
 
     python experiments/ted_candidate.py                    # reads the frontier caches; trains nothing
-    python experiments/frontier.py --tasks fashion noisy_fashion cifar10_noaug sst2 cifar10 \
+    PYTHONPATH=experiments python experiments/frontier.py --tasks fashion noisy_fashion cifar10_noaug sst2 cifar10 \
         --methods ted_gradnorm ted_rand --targets 0.3 0.5 --seeds 5 --main-seeds 5   # the runs it reads
-    python experiments/frontier.py --tasks ... --methods ted_igd --targets 0.3 --seeds 5 --main-seeds 5
+    PYTHONPATH=experiments python experiments/frontier.py --tasks ... --methods ted_igd --targets 0.3 \
+        --seeds 5 --main-seeds 5
 
 Three runs per (task, target, seed), all under the frontier's shared schedule at the same ratio, so they
 save the same sample-passes: ``ted_igd`` (today's default, ``TED()``, rerun under this code), ``ted_gradnorm``
@@ -20,7 +21,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import frontier
+import frontier_report
+from frontier_tasks import RESULTS
 
 from lightning_ted.frontier.gains import mean_se
 
@@ -53,11 +55,11 @@ def _fmt(m: float, se: float, n: int) -> str:
 
 def task_rows(task: str, out: Path) -> tuple[list[str], dict]:
     """Markdown rows for one task and the per-target decisions (candidate > control by 2 SE, > default)."""
-    results = list(frontier.read_cache(out, task, frontier.TASKS[task]).values())
-    runs: dict[tuple[str, float], dict[int, frontier.Result]] = {}
+    results = frontier_report.task_results(out, frontier_report.TASKS[task])
+    runs: dict[tuple[str, float], dict[int, frontier_report.Result]] = {}
     for r in results:
         runs.setdefault((r.method, r.level), {})[r.seed] = r
-    rows, _ = frontier.summarise(results)
+    rows, _ = frontier_report.summarise(results)
     gain = {(r["method"], r["target"]): r for r in rows if r["target"] != ""}
     lines, decided = [], {}
     for target in TARGETS:
@@ -83,8 +85,8 @@ def task_rows(task: str, out: Path) -> tuple[list[str], dict]:
 
 def tolerance_rows(task: str, out: Path) -> str:
     """Saved fraction at full minus 0.2 points (validation; test): fewer epochs, the default, the candidate."""
-    rows, _ = frontier.summarise(list(frontier.read_cache(out, task, frontier.TASKS[task]).values()))
-    full = frontier.full_at_e(rows)
+    rows, _ = frontier_report.summarise(frontier_report.task_results(out, frontier_report.TASKS[task]))
+    full = frontier_report.full_at_e(rows)
     rows += [  # the default's points its stand-in ran (its 50% point is the candidate's run)
         {**r, "method": DEFAULT} for r in rows
         if r["target"] != "" and r["method"] != DEFAULT and runs_of(DEFAULT, r["target"]) == r["method"]
@@ -93,8 +95,8 @@ def tolerance_rows(task: str, out: Path) -> str:
         return f"| {task} | — | — | — |"
     cells = []
     for method in ("full", DEFAULT, CANDIDATE):
-        v = frontier.saved_at_tolerance(rows, method, full["val_acc"], "val_acc")
-        t = frontier.saved_at_tolerance(rows, method, full["test_acc"], "test_acc")
+        v = frontier_report.saved_at_tolerance(rows, method, full["val_acc"], "val_acc")
+        t = frontier_report.saved_at_tolerance(rows, method, full["test_acc"], "test_acc")
         cells.append(f"{100 * v:.0f}% ({100 * t:.0f}%)")
     return f"| {task} | {' | '.join(cells)} |"
 
@@ -135,7 +137,7 @@ def markdown(tasks: list[str], out: Path) -> str:
         "|---|---:|---:|---:|",
     ]
     lines += [tolerance_rows(t, out) for t in tasks]
-    cached = [r for t in tasks for r in frontier.read_cache(out, t, frontier.TASKS[t]).values()]
+    cached = [r for t in tasks for r in frontier_report.task_results(out, frontier_report.TASKS[t])]
     stale = sum(r.stale for r in cached)
     if stale:
         lines += ["", f"**{stale} of the {len(cached)} cached runs these tasks hold are stale** (made under another "
@@ -147,7 +149,7 @@ def markdown(tasks: list[str], out: Path) -> str:
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
-    parser.add_argument("--out", type=Path, default=frontier.RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     text = markdown(args.tasks, args.out)
     (args.out / "ted_candidate.md").write_text(text)

@@ -4,7 +4,7 @@
     python experiments/ted_default.py --tasks fashion sst2
 
 Reads the finished runs that ``experiments/frontier.py`` cached (it trains nothing). For every TED variant
-(``ted`` is the current default; the others are ``frontier.TED_VARIANTS``) and, for reference, the peer
+(``ted`` is the current default; the others are ``frontier_report.TED_VARIANTS``) and, for reference, the peer
 methods, it takes the gain over the frontier on validation (paired seeds) at the 50% and 70% targets of
 each task, and ranks by the mean of those gains over every (task, target) cell. Only variants measured
 in every cell are ranked; a diverged run (validation accuracy at chance) counts with its real gain.
@@ -18,7 +18,8 @@ import math
 import statistics
 from pathlib import Path
 
-import frontier
+import frontier_report
+from frontier_tasks import RESULTS
 
 CELLS = (0.5, 0.7)
 PEERS = ("random", "infobatch", "seta")
@@ -28,7 +29,7 @@ def gains(tasks: list[str], out: Path) -> dict[str, dict[tuple[str, float], dict
     """method -> (task, target) -> the frontier row (saved, val_gain, gain, ...) from the cached runs."""
     table: dict[str, dict[tuple[str, float], dict]] = {}
     for task in tasks:
-        rows, _ = frontier.summarise(list(frontier.read_cache(out, task, frontier.TASKS[task]).values()))
+        rows, _ = frontier_report.summarise(frontier_report.task_results(out, frontier_report.TASKS[task]))
         for row in rows:
             if row["target"] in CELLS:
                 table.setdefault(row["method"], {})[(task, row["target"])] = row
@@ -73,7 +74,7 @@ def markdown(table: dict[str, dict], tasks: list[str], output: str = "ted_defaul
         else:
             rank += complete
             label = str(rank) if complete else "incomplete"
-        options = ", ".join(f"{k}={v!r}" for k, v in frontier.TED_VARIANTS.get(method, {}).items()) or (
+        options = ", ".join(f"{k}={v!r}" for k, v in frontier_report.TED_VARIANTS.get(method, {}).items()) or (
             "default" if method == "ted" else ""
         )
         by_cell = table[method]
@@ -87,7 +88,7 @@ def markdown(table: dict[str, dict], tasks: list[str], output: str = "ted_defaul
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["fashion", "noisy_fashion", "cifar10"])
-    parser.add_argument("--out", type=Path, default=frontier.RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--output", default="ted_default.md", help="file name under --out")
     args = parser.parse_args(argv)
     text = markdown(gains(args.tasks, args.out), args.tasks, args.output)

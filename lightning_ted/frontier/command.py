@@ -22,13 +22,21 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from lightning_ted.frontier.cache import append_run, read_runs
-from lightning_ted.frontier.config import TaskConfig, load_config, logger_callbacks, method_spec, run_config
+from lightning_ted.frontier.config import (
+    TaskConfig,
+    load_config,
+    load_measure,
+    logger_callbacks,
+    method_spec,
+    run_config,
+)
 from lightning_ted.frontier.errors import FrontierRefusal, Interrupted
 from lightning_ted.frontier.gains import advice, summarise, verdict
 from lightning_ted.frontier.plan import Run, budget_epochs, plan_runs
 from lightning_ted.frontier.report import log_wandb, markdown, plot
 from lightning_ted.frontier.runner import fit_one
 from lightning_ted.frontier.targets import check_ratios, ratio_for_target
+from lightning_ted.methods import METHODS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -47,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="redraw from runs.jsonl, train nothing")
     p.add_argument("--workers", type=int, default=1, help="runs trained at once, each in its own process")
     p.add_argument("--threads", type=int, help="torch threads per run (default: OMP_NUM_THREADS, else CPUs / workers)")
+    p.add_argument("--measure", metavar="MODULE.FUNCTION",
+                   help="after each run, FUNCTION(trainer, model, datamodule) -> dict of numbers (e.g. test accuracy): "
+                        "recorded per run and tabled in frontier.md")  # fmt: skip
     p.add_argument("--model-class", help="class of a config's model: that has init args only (LightningCLI(MyModel))")
     p.add_argument("--data-class", help="class of a config's data: that has init args only")
     return p
@@ -86,17 +97,21 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 
 
 def execute(
-    task: TaskConfig, todo: list[Run], out: Path, workers: int, fingerprint: str, threads: int
-) -> tuple[float, float, float]:
+    task: TaskConfig, todo: list[Run], out: Path, workers: int, fingerprint: str, threads: int,
+    measure: str | None = None,
+) -> tuple[float, float, float]:  # fmt: skip
     """Train ``todo`` with ``threads`` torch threads each, appending each finished run to ``runs.jsonl``.
     Returns the summed fit seconds, the seconds of this phase that were not fits (in-process: all of them;
     with workers: each run's own instantiation and evaluation) and the phase's wall seconds."""
     start, fits, runs = time.perf_counter(), 0.0, 0.0
-    jobs = [(run_config(task, r, out / "fits"), r, task.metric, task.max_epochs, None, threads) for r in todo]
+    fn = load_measure(measure) if measure else None
+    jobs = [(run_config(task, r, out / "fits"), r, task.metric, task.max_epochs, fn, threads) for r in todo]
 
     def finish(record: dict, done: int) -> None:
         nonlocal fits, runs
         record["config"] = task.full_fingerprint() if record["method"] == "full" else fingerprint
+        if measure:
+            record["measure"] = measure
         append_run(out / "runs.jsonl", record)
         fits, runs = fits + record["fit_seconds"], runs + record["run_seconds"]
         _progress(done, len(jobs), time.perf_counter() - start, record, task.metric)
@@ -153,7 +168,8 @@ def frontier(args: argparse.Namespace, argv: list[str], start: float) -> str:
                   for t in args.targets]  # fmt: skip
         pairs = zip(args.targets, ratios, strict=True)
         print("frontier: targets " + ", ".join(f"{t:.0%} -> ratio {r}" for t, r in pairs), flush=True)
-    check_ratios(ratios, "--ratios" if args.ratios else "the config's schedule ratio")
+    zero_prunes = all(getattr(METHODS.get(m), "prunes_at_zero_ratio", False) for m in methods)
+    check_ratios(ratios, "--ratios" if args.ratios else "the config's schedule ratio", zero_prunes)
     lengths = budget_epochs(args.budgets, task.max_epochs)
     for b in dict.fromkeys(b for b in args.budgets if b not in lengths):
         print(f"note: budget {b} is {round(b * task.max_epochs)} epochs, as another budget: trained once", flush=True)
@@ -162,6 +178,8 @@ def frontier(args: argparse.Namespace, argv: list[str], start: float) -> str:
     if args.threads is not None and args.threads < 1:
         raise FrontierRefusal(f"--threads {args.threads}: give 1 or more torch threads per run")
     threads = args.threads or default_threads(args.workers)
+    if args.measure:
+        load_measure(args.measure)  # refused before anything trains
     plan = plan_runs(task.max_epochs, args.budgets, methods, ratios, args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     fingerprint = task.fingerprint()
@@ -169,13 +187,20 @@ def frontier(args: argparse.Namespace, argv: list[str], start: float) -> str:
     if other:
         print(f"note: {other} runs in {args.out / 'runs.jsonl'} were made with another config or other "
               "lightning-ted/library versions; left out (trained again)", flush=True)  # fmt: skip
+    unmeasured = [k for k, r in done.items() if args.measure and r.get("measure") != args.measure]
+    if unmeasured and not args.report_only:
+        print(f"note: {len(unmeasured)} cached runs were made without --measure {args.measure}; trained again so "
+              "every run has it", flush=True)  # fmt: skip
+        done = {k: r for k, r in done.items() if k not in unmeasured}
     todo = [r for r in plan if r.key not in done]
     print(f"frontier: {len(plan) - len(todo)} of {len(plan)} runs cached, {len(todo)} to train"
           + (f", {threads} torch threads per run" if todo and not args.report_only else ""), flush=True)  # fmt: skip
     fits, stopped = None, None
     if todo and not args.report_only:
         try:
-            fits, phase_overhead, phase = execute(task, todo, args.out, args.workers, fingerprint, threads)
+            fits, phase_overhead, phase = execute(
+                task, todo, args.out, args.workers, fingerprint, threads, args.measure
+            )
         except Interrupted as stop:
             stopped = stop
         done, _ = read_runs(args.out / "runs.jsonl", fingerprint, task.full_fingerprint())

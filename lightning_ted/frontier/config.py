@@ -157,6 +157,22 @@ def method_name(spec) -> str:
     return getattr(cls, "name", None) or (cls.__name__.lower() if cls else str(spec))
 
 
+def load_measure(path: str):
+    """The ``--measure`` function ``module.function`` (imported from the config's and the current folder, as
+    the config's classes are), refused when it does not import or is not callable."""
+    module, _, name = path.rpartition(".")
+    if not module:
+        raise FrontierRefusal(f"--measure {path!r}: give a dotted path, module.function (e.g. my_measures.test_acc)")
+    try:
+        loaded = importlib.import_module(module)
+    except Exception as e:
+        raise FrontierRefusal(f"--measure {path!r}: importing {module!r} failed: {type(e).__name__}: {e}") from e
+    fn = getattr(loaded, name, None)
+    if not callable(fn):
+        raise FrontierRefusal(f"--measure {path!r}: module {module!r} has no function {name!r}")
+    return fn
+
+
 def method_spec(name: str) -> dict:
     """A config entry for the registered method ``name`` with its default arguments."""
     if name not in METHODS:

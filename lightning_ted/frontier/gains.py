@@ -82,12 +82,23 @@ def summarise(records: list[dict], mode: str = "max") -> list[dict]:
             fit_seconds=statistics.fmean(r["fit_seconds"] for r in runs),
             speedup=speedup, speedup_ideal=ideal,
             speedup_noise=speedup == speedup and round(speedup, 2) > round(ideal, 2),
-            extrapolated=not budget and saved > reach + EXTRAPOLATION,
+            extrapolated=not budget and saved > reach + EXTRAPOLATION, measures=measures(runs),
         ))  # fmt: skip
     rows.sort(
         key=lambda r: (r["method"] != "full", -r["epochs"] if r["method"] == "full" else 0, r["method"], r["level"])
     )
     return rows
+
+
+def measures(runs: list[dict]) -> dict[str, tuple[float, float, int]]:
+    """``--measure``'s numbers over ``runs``: ``{name: (mean, SE, runs measured)}`` for every numeric measure
+    (runs cached without it are left out of its mean, and the count says so)."""
+    values: dict[str, list[float]] = {}
+    for r in runs:
+        for name, value in (r.get("extra") or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values.setdefault(name, []).append(float(value))
+    return {name: (*mean_se(v), len(v)) for name, v in sorted(values.items())}
 
 
 def decimals(rows: list[dict]) -> int:

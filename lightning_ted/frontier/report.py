@@ -45,6 +45,7 @@ def markdown(
             f"| {name} | {r['epochs']} | {r['seeds']} | {100 * r['saved']:.1f}% | {r['metric']:.{d}f} ± "
             f"{r['metric_se']:.{d}f} | {gain} | {r['fit_seconds']:.1f} | {speedup} |"
         )
+    lines += _measures_table(rows)
     if any(r.get("speedup_noise") for r in rows):
         lines += ["", "A speedup above its ideal, 1 / (1 - saved) (all a saving of that share of sample-passes can "
                   "buy), is measurement noise: the fit times moved with other load on the machine. Time on an idle "
@@ -54,6 +55,23 @@ def markdown(
     if overhead:
         lines += ["", overhead]
     return "\n".join(lines) + "\n"
+
+
+def _measures_table(rows: list[dict]) -> list[str]:
+    """The ``--measure`` numbers per row (mean ± SE over the runs that recorded them), when any run has one."""
+    names = sorted({name for r in rows for name in r.get("measures", {})})
+    if not names:
+        return []
+    lines = ["", "Measures (--measure), mean ± SE over the runs that recorded them:", "",
+             "| run | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]  # fmt: skip
+    for r in rows:
+        cells = []
+        for name in names:
+            mean, se, n = r.get("measures", {}).get(name, (None, None, 0))
+            cells.append("—" if mean is None else f"{mean:.4g} ± {se:.2g}" + (f" ({n} runs)" if n < r["seeds"] else ""))
+        label = f"full b={r['level']}" if r["method"] == "full" else f"{r['method']} r={r['level']}"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(rows: list[dict], metric: str, path: Path) -> None:

@@ -146,12 +146,20 @@ def _fit_quietly(config: dict, run: Run, metric: str, full_epochs: int, measure:
     trainer.fit(model, datamodule=dm)
     fit_seconds = time.perf_counter() - fit_start
     value = final_metric(trainer, model, dm, tap)
-    saved = 1.0 - run.epochs / full_epochs if run.method == "full" else dm.saved_fraction(run.epochs - 1)
+    saved = 1.0 - run.epochs / full_epochs if run.method == "full" else dm.run.saved_fraction(run.epochs - 1)
     record = dict(
         method=run.method, level=run.level, seed=run.seed, epochs=run.epochs, saved=saved, metric=value,
         fit_seconds=fit_seconds, threads=torch.get_num_threads(),
     )  # fmt: skip
+    record["method_config"] = config["data"]["init_args"].get("method")
     if measure is not None:
-        record["extra"] = measure(trainer, model, dm)
+        extra = measure(trainer, model, dm)
+        if not isinstance(extra, dict):
+            name = getattr(measure, "__qualname__", repr(measure))
+            raise FrontierRefusal(
+                f"--measure {name} returned a {type(extra).__name__}: return a dict of measures, e.g. "
+                "{'test_acc': 91.2}, which each run records under 'extra'"
+            )
+        record["extra"] = extra
     record["run_seconds"] = time.perf_counter() - start
     return record

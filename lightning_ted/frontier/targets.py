@@ -71,11 +71,12 @@ def ratio_for_target(entry: dict | None, target: float, max_epochs: int) -> floa
     return round((lo + hi) / 2, 4)
 
 
-def check_ratios(ratios: list[float], source: str) -> None:
+def check_ratios(ratios: list[float], source: str, zero_prunes: bool = False) -> None:
     """Refuse, before any run, a ratio outside (0, 1): a schedule's ratio is the share of samples skipped in a
-    pruning epoch, so 1 trains on nothing and 0 is plain training (the frontier's ``full b=1.0`` already)."""
+    pruning epoch, so 1 trains on nothing and 0 is plain training (the frontier's ``full b=1.0`` already),
+    unless every method run still prunes at 0 (``zero_prunes``: SeTa's window keeps only its groups)."""
     for ratio in ratios:
-        if not 0.0 < ratio < 1.0:
+        if not (0.0 < ratio < 1.0 or (zero_prunes and ratio == 0.0)):
             why = "skip every sample, so nothing would train"
             if ratio <= 0:
                 why = "skip nothing: plain training, which the frontier runs already as full b=1.0"

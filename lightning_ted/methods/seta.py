@@ -77,6 +77,7 @@ class SeTa(PruningMethod):
     """
 
     name = "seta"
+    prunes_at_zero_ratio = True  # at r = 0 the window still keeps only its groups of the whole data
     exact_kept_count = False
 
     def __init__(

@@ -371,3 +371,45 @@ def test_a_budget_target_its_pruning_epochs_cannot_save_is_refused(tmp_path, cap
     config = tiny_config(tmp_path, **{"data.init_args.schedule": BUDGET})
     message = _refused(capsys, "--config", str(config), "--targets", "0.45", "--out", str(tmp_path / "o"))
     assert "--targets 0.45" in message and "at most" in message
+
+
+# ------------------------------------------------------- issue 31: the benchmark's tables through the command
+
+
+def test_measure_records_a_test_accuracy_per_run_and_tables_it(tmp_path, capsys, monkeypatch):
+    """``--measure`` calls the user's function after each run: its numbers land in runs.jsonl and frontier.md,
+    each run records its method's config entry, and cached runs made without the measure are trained again."""
+    _module(tmp_path, "my_measures_ok", (
+        "def test_acc(trainer, model, datamodule):\n"
+        "    metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]\n"
+        "    return {'test_acc': metrics['test_acc'], 'epochs_run': trainer.current_epoch}\n"
+    ))  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    args = ["--config", str(tiny_config(tmp_path)), "--budgets", "0.5", "--seeds", "2", "--workers", "1"]
+    assert main([*args, "--out", str(out)]) == 0  # first without the measure
+    capsys.readouterr()
+    assert main([*args, "--out", str(out), "--measure", "my_measures_ok.test_acc"]) == 0
+    assert "6 cached runs were made without --measure my_measures_ok.test_acc; trained again" in capsys.readouterr().out
+    records = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()][6:]
+    assert len(records) == 6 and all(r["measure"] == "my_measures_ok.test_acc" for r in records)
+    assert all(0.0 <= r["extra"]["test_acc"] <= 1.0 for r in records)
+    assert {r["method"]: r["method_config"]["class_path"] for r in records} == {
+        "full": "lightning_ted.methods.full.FullData", "ted": "lightning_ted.TED"
+    }  # fmt: skip
+    text = (out / "frontier.md").read_text()
+    ted = [r["extra"]["test_acc"] for r in records if r["method"] == "ted"]
+    assert "| run | epochs_run | test_acc |" in text
+    assert f"| ted r=0.5 | 2 ± 0 | {sum(ted) / 2:.4g} ± " in text
+
+
+def test_a_measure_that_does_not_import_or_returns_no_dict_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = str(tiny_config(tmp_path))
+    err = _refused(capsys, "--config", config, "--measure", "no_such_module_here.fn", "--out", str(tmp_path / "o"))
+    assert "--measure 'no_such_module_here.fn': importing 'no_such_module_here' failed" in err
+    assert not (tmp_path / "o" / "runs.jsonl").exists()
+    _module(tmp_path, "my_measures_bad", "def acc(trainer, model, datamodule):\n    return 0.9\n")
+    err = _refused(capsys, "--config", config, "--measure", "my_measures_bad.acc", "--seeds", "2", "--budgets", "0.5",
+                   "--out", str(tmp_path / "o"))  # fmt: skip
+    assert "--measure acc returned a float: return a dict of measures" in err
