@@ -1,7 +1,7 @@
 """The frontier benchmark on one GPU: CIFAR-10 (all 45k training images), a ResNet-9 in bf16, data on the device.
 
     PYTHONPATH=experiments python experiments/frontier_gpu.py           # budget points + infobatch/seta/ted at 50/70%
-    PYTHONPATH=experiments python experiments/frontier_gpu.py --tiny    # CPU smoke test: 300 images, 8 epochs
+    PYTHONPATH=experiments python experiments/frontier_gpu.py --tiny    # CPU smoke test: 160 images, 7 epochs
 
 The task is a config like the CPU tasks' (``configs/frontier/cifar10_gpu.yaml``) and runs the same way:
 ``frontier.py`` writes one config per method and ``lightning-ted frontier`` trains them into

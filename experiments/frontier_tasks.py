@@ -116,7 +116,7 @@ TASKS = {
 # frontier_gpu.py: all 45k CIFAR-10 training images (5k validation), ResNet-9 in bf16, data on the device
 TASKS["cifar10_gpu"] = TaskSpec("cifar10_gpu", "cifar10", 45000, 5000, 10, 0.2, 512, width=(64, 128, 256, 512))
 QUICK = {
-    "cifar10_gpu": TaskSpec("cifar10_gpu", "cifar10", 300, 100, 8, 0.1, 64, width=(8, 16, 16, 16), n_test=200),
+    "cifar10_gpu": TaskSpec("cifar10_gpu", "cifar10", 160, 100, 7, 0.1, 64, width=(8, 16, 16, 16), n_test=200),
     "fashion": TaskSpec("fashion", "fashion", 400, 200, 6, 0.05, 64, n_test=500),
     "cifar10": TaskSpec("cifar10", "cifar10", 256, 128, 6, 0.05, 64, width=(4, 8), n_test=256),
     "sst2": TaskSpec("sst2", "sst2", 96, 48, 6, 1e-4, 16, n_test=64),

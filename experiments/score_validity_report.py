@@ -8,7 +8,8 @@ import statistics
 from pathlib import Path
 
 import torch
-from run_identity import library_versions
+
+from lightning_ted.frontier.versions import library_versions
 
 #: rules whose score sum is another rule's (same state): left out of the mask table.
 SAME_SUMS = ("random", "infobatch", "ted_top", "ted_gated")

@@ -80,4 +80,3 @@ def run_worker(script: Path, *args, extra_path=(), **env) -> subprocess.Complete
 def rank_results(out: Path, devices: int) -> list[dict]:
     """What each rank of a worker run saved as ``out/rank{r}.pt``."""
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(devices)]
-

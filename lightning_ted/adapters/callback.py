@@ -76,7 +76,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
         self.quantiles = tuple(float(q) for q in quantiles)
         self.capture: HeadCapture | None = None
         self.datamodule: PruningDataSource | None = None  # the trainer's DynamicPruningDataModule
-        self._pending_state: dict[str, Any] | None = None  # the method's run state, loaded before setup
+        self._pending_state: dict[str, Any] | None = None  # an older checkpoint's method run state
         self._trainer: L.Trainer | None = None
         self._bar_epoch = -1  # epoch whose kept count the progress bar shows
         self._checks: FirstStepChecks | None = None
@@ -272,15 +272,12 @@ class TEDPruningCallback(*CALLBACK_BASES):
     # ------------------------------------------------------------------ checkpointing
     @override
     def state_dict(self) -> dict[str, Any]:
-        """The method's per-rank run state (TED: the epoch's pruned-set reference, so a mid-epoch resume
-        scores against the same one, and every rank's EMA reference). Under DDP Lightning calls this on
-        every rank while saving, so the method may gather here."""
-        if self.datamodule is None:
-            return dict(self._pending_state or {})
-        state = self.datamodule.run.method.run_state_dict(self._trainer)
-        if self.summary is not None:  # the run's summary counts, so a resumed run reports the whole run
-            state = {**state, SUMMARY_KEY: self.summary.state_dict(self._trainer, self.datamodule)}
-        return state
+        """The run's summary counts, so a resumed run reports the whole run (the pruning state, the method's
+        per-rank state included, is the datamodule's checkpoint: :meth:`PruningRun.state_dict
+        <lightning_ted.core.run.PruningRun.state_dict>`)."""
+        if self.datamodule is None or self.summary is None:
+            return {}
+        return {SUMMARY_KEY: self.summary.state_dict(self._trainer, self.datamodule)}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -288,8 +285,12 @@ class TEDPruningCallback(*CALLBACK_BASES):
         summary = state_dict.pop(SUMMARY_KEY, None)
         if summary is not None and self.summary is not None:
             self.summary.load_state_dict(summary)
-        if self.datamodule is None:  # restored before setup: applied once the method is known
-            self._pending_state = dict(state_dict)
+        if not state_dict:
+            return
+        # a checkpoint of lightning-ted 0.2.0 or earlier kept the method's per-rank state here: applied once the
+        # method is known (newer ones carry it in the datamodule's checkpoint)
+        if self.datamodule is None:
+            self._pending_state = state_dict
             return
         trainer = self._trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)

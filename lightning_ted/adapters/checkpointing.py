@@ -40,7 +40,9 @@ class PruningCheckpoint:
         if self.state is None:  # restored before setup: apply once the dataset size is known
             self._pending_load = state_dict
             return
-        if not self.run.load_state_dict(state_dict):
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        if not self.run.load_state_dict(state_dict, world, rank):
             rank_zero_warn(
                 "the checkpoint carries no internal-generalization readings (written by an earlier lightning-ted): the "
                 "ig/* metrics count from this resume on, once each sample has been trained again."

@@ -1,6 +1,6 @@
 """Pruning ratios set by internal generalization (research): prune more while the pruned samples keep improving.
 
-Both schedules read :class:`~lightning_ted.observe.generalization.GeneralizationMeter` pooled over the last
+Both schedules read :class:`~lightning_ted.core.generalization.GeneralizationMeter` pooled over the last
 ``window`` epochs (``ig/gap``: the extra loss per epoch of sitting out; ``ig/ratio``: how fast the pruned samples'
 loss falls against the kept ones') and set each epoch's ratio from the readings of the epochs before it only.
 The ratio of an epoch is therefore a pure function of checkpointed state (the meter): every DDP rank computes
@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 
+from lightning_ted.core.generalization import GeneralizationMeter, GeneralizationReading
 from lightning_ted.core.schedules import PruneSchedule, _check_ratio
-from lightning_ted.observe.generalization import GeneralizationMeter, GeneralizationReading
 
 
 class GeneralizationSchedule(PruneSchedule):

@@ -39,7 +39,6 @@ class IndexedSample(NamedTuple):
     weight: Any
 
 
-
 @dataclass
 class BatchContext:
     """What the current training batch carries besides the user's data (set per step)."""

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 
+from lightning_ted.core.notices import warn
 from lightning_ted.core.selection import Selection
 
 
@@ -111,13 +111,13 @@ def warn_without_record(epoch: int, batches: int) -> None:
     """Warn that a checkpoint restores ``batches`` trained batches of ``epoch`` without the datamodule's record
     of that epoch (a checkpoint of an older lightning-ted, or one whose datamodule state was dropped)."""
     if batches:
-        rank_zero_warn(
+        warn(
             f"the checkpoint resumes epoch {epoch} after {batches} trained batches but holds no record of the "
             "epoch's selection (DynamicPruningDataModule's 'epoch_in_progress' state, written by lightning-ted "
             "since its mid-epoch resume): the rest of the epoch comes from a selection drawn again from the "
             "restored scores and differs from the interrupted run's. Resume from a checkpoint written at an "
             "epoch's end for an exact continuation.",
-            category=UserWarning,
+            UserWarning,
         )
 
 

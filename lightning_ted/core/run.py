@@ -10,29 +10,19 @@ observations of each step through :attr:`state`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from copy import copy
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from lightning_ted.core.collective import Collective
+from lightning_ted.core.generalization import GeneralizationMeter
+from lightning_ted.core.method import PruningMethod
 from lightning_ted.core.resume import EpochCursor, interrupted_epoch, restore_interrupted
 from lightning_ted.core.schedules import PruneSchedule
 from lightning_ted.core.selection import Selection, epoch_generator
 from lightning_ted.core.state import Observations, ScoreState, gather_observations
-from lightning_ted.methods.base import PruningMethod
-from lightning_ted.observe.generalization import GeneralizationMeter
-
-
-@dataclass(frozen=True)
-class Collective:
-    """How a run reaches its other ranks: how many there are, and an all-gather (one rank's tensor in, every
-    rank's stacked out: one collective). ``None`` in its place means a single process."""
-
-    world: int
-    all_gather: Callable[[Tensor], Tensor]
 
 
 class PruningRun:
@@ -67,7 +57,7 @@ class PruningRun:
     def reset(self) -> None:
         """Forget everything a previous run learnt (a fresh fit); the method, schedule and seed stay."""
         self.state: ScoreState | None = None
-        self.generalization: GeneralizationMeter | None = None  # the ig/* readings (observe/generalization.py)
+        self.generalization: GeneralizationMeter | None = None  # the ig/* readings (core/generalization.py)
         self.current_selection: Selection | None = None  # the epoch's kept set
         self.trained_selection: Selection | None = None  # what the epoch loads (limit_train_batches may cut it)
         self.kept_history: Tensor = torch.zeros(0, dtype=torch.int64)  # samples trained per epoch
@@ -184,6 +174,9 @@ class PruningRun:
             "begun_epoch": self.begun_epoch,
             "generalization": self.generalization.state_dict(),
         }
+        method_run = self.method.run_state_dict(collective)  # per rank (e.g. TED's reference gradients)
+        if method_run:
+            out["method_run"] = method_run
         sel, cursor = self.current_selection, self.cursor
         if sel is not None and cursor is not None:
             out["epoch_in_progress"] = interrupted_epoch(sel, cursor)
@@ -191,10 +184,13 @@ class PruningRun:
             out["finished_epoch"] = cursor.epoch  # its observations are pending: its end hooks have not run
         return out
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> bool:
-        """Restore :meth:`state_dict`'s output into an allocated run; ``False`` when it carries no
-        internal-generalization readings (an older checkpoint: the caller warns)."""
+    def load_state_dict(self, state_dict: dict[str, Any], world: int = 1, rank: int = 0) -> bool:
+        """Restore :meth:`state_dict`'s output into an allocated run, on rank ``rank`` of ``world`` (a method's
+        per-rank state is stacked by rank); ``False`` when it carries no internal-generalization readings (an
+        older checkpoint: the caller warns)."""
         self.method.load_state_dict(state_dict["method"])
+        if "method_run" in state_dict:
+            self.method.load_run_state_dict(state_dict["method_run"], world, rank)
         self.state.load_state_dict(state_dict["state"])
         self.seed = int(state_dict["seed"])
         history = state_dict["kept_history"]

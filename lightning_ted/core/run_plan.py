@@ -14,9 +14,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lightning_ted.data.loader import batches_per_rank, limited_batches, trained_samples
-from lightning_ted.data.spec import TrainData
-from lightning_ted.methods.base import TrainedBefore
+from lightning_ted.core.batch_counts import batches_per_rank, limited_batches, trained_samples
+from lightning_ted.core.method_inputs import TrainedBefore
+from lightning_ted.core.spec import TrainData
 
 if TYPE_CHECKING:
     from lightning_ted.core.run import PruningRun

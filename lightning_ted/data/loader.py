@@ -2,24 +2,36 @@
 ``(seed, epoch)``, sharded across ranks and resumable mid-epoch.
 
 ``DynamicPruningDataModule`` builds one ``PruningDataLoader`` per epoch from these pieces and a typed
-:class:`~lightning_ted.data.spec.TrainData`; each batch is
+:class:`~lightning_ted.core.spec.TrainData`; each batch is
 an ``IndexedSample(data, index, weight)`` that the datamodule unwraps before the model sees it.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, SequentialSampler, TensorDataset, default_collate
 
 from lightning_ted.core.batch import Collated, IndexedCollate, IndexedSample
+from lightning_ted.core.batch_counts import batches_per_rank, limited_batches, trained_samples
 from lightning_ted.core.epoch_order import EpochShuffleSampler
 from lightning_ted.core.resume import EpochCursor, ResumableEpoch
 from lightning_ted.core.selection import Selection, epoch_generator
 from lightning_ted.data.device_loader import DeviceResidentLoader, device_resident_loader
 from lightning_ted.data.spec import EpochPlace, TrainData
+
+# the batch counts are the core's (core/batch_counts.py); this module keeps their import path
+__all__ = [
+    "KeptDataset",
+    "PruningDataLoader",
+    "batches_per_rank",
+    "epoch_loader",
+    "limited_batches",
+    "loader_kwargs",
+    "trained_part",
+    "trained_samples",
+]
 
 
 class KeptDataset(Dataset):
@@ -99,17 +111,6 @@ def epoch_loader(
     return loader, trained_part(selection, sampler, count), cursor
 
 
-def limited_batches(batches: int, limit: int | float) -> int:
-    """Batches Lightning runs of a loader of ``batches`` under ``limit_train_batches`` (its own rule)."""
-    return min(batches, limit) if isinstance(limit, int) else int(batches * limit)
-
-
-def trained_samples(kept: int, batches: int, world: int, batch_size: int) -> int:
-    """Distinct kept samples loaded when each of ``world`` ranks runs ``batches`` batches of its shard."""
-    per_rank = min(math.ceil(kept / world), batches * batch_size)
-    return min(kept, world * per_rank)
-
-
 def trained_part(selection: Selection, sampler: EpochShuffleSampler, count: int) -> Selection:
     """The samples of ``selection`` at the first ``count`` positions of the sampler's epoch order (what an
     epoch cut short by ``limit_train_batches`` trains), keeping the selection's layout and weights."""
@@ -122,12 +123,6 @@ def trained_part(selection: Selection, sampler: EpochShuffleSampler, count: int)
     return Selection(
         selection.indices[loaded], unit, selection.weight, selection.num_samples, selection.target_ratio, per_sample
     )
-
-
-def batches_per_rank(kept: int, world: int, batch_size: int, drop_last: bool) -> int:
-    """Training batches each rank runs in an epoch that keeps ``kept`` samples (shards padded like ours)."""
-    per_rank = math.ceil(kept / world)
-    return per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
 
 
 def loader_kwargs(data: TrainData) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import warnings
 
 import lightning as L
 
+from lightning_ted.adapters.steps import total_optimizer_steps
 from lightning_ted.frontier.errors import FrontierRefusal
 
 TOLERANCE = 0.02  # share of the LR range the LR may still be above its lowest value when the run ends
@@ -59,7 +60,7 @@ def check_follows(scheduler, length: int, interval: str, max_epochs: int) -> Non
         f"{reached if reached < len(lrs) - 1 else f'more than {reached}'} {interval}s. A run for fewer epochs "
         "would stop before its LR decays, the frontier would be too low and pruning would look better than it "
         "is. Size the schedule from the Trainer in configure_optimizers: self.trainer.max_epochs for a per-epoch "
-        "schedule, self.trainer.datamodule.total_optimizer_steps() for a per-step one."
+        "schedule, lightning_ted.total_optimizer_steps(self.trainer) for a per-step one."
     )
 
 
@@ -71,7 +72,7 @@ class HorizonCheck(L.Callback):
             if config.reduce_on_plateau:
                 continue  # follows the metric, not a horizon
             if config.interval == "step":
-                steps = trainer.datamodule.total_optimizer_steps()
+                steps = total_optimizer_steps(trainer)
             else:
                 steps = trainer.max_epochs
             length = math.ceil(steps / max(1, config.frequency))

@@ -243,6 +243,10 @@ class HeadCapture:
         """``(h, delta)`` of the step in float32, every call joined by :func:`join_calls`."""
         return join_calls(self.call_deltas(loss_grad))
 
+    def statistic(self, loss_grad: Tensor, kind: str) -> Tensor:
+        """The per-sample head statistic ``kind`` of the step (:func:`calls_statistic` over every call)."""
+        return calls_statistic(self.call_deltas(loss_grad), kind)
+
 
 class _HeadCall:
     """One captured head call: its input, its output gradient once backward delivers it, and (for the

@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from lightning_ted.core.collective import Collective
 from lightning_ted.core.selection import epoch_generator
 from lightning_ted.methods.base import EpochInputs
 from lightning_ted.methods.pruned_reference import pruned_indices, pruned_reference
@@ -86,10 +87,10 @@ class TEDReference:
         return grad_w, grad_b, weights, share
 
     # ------------------------------------------------------------------ checkpointing
-    def state_dict(self, trainer: L.Trainer | None) -> dict[str, Any]:
+    def state_dict(self, collective: Collective | None) -> dict[str, Any]:
         """The epoch's pruned-set reference (identical on every rank: all-reduced) and every rank's EMA
-        reference (each averages its own batches), stacked by rank. Under DDP Lightning calls this on every
-        rank while saving, so the EMA is gathered here."""
+        reference (each averages its own batches), stacked by rank. Under DDP every rank writes the checkpoint
+        (Lightning calls the datamodule's ``state_dict`` on each), so the EMA is gathered here."""
         out: dict[str, Any] = {}
         if self.pruned is not None:
             epoch, p_w, p_b = self.pruned
@@ -98,8 +99,8 @@ class TEDReference:
         if self.ema is None:
             return out
         grad_w, grad_b = self.ema
-        if trainer is not None and trainer.world_size > 1 and torch.distributed.is_initialized():
-            gather = trainer.strategy.all_gather
+        if collective is not None and collective.world > 1:
+            gather = collective.all_gather
             grad_w, grad_b = gather(grad_w), None if grad_b is None else gather(grad_b)
         else:
             grad_w, grad_b = grad_w.unsqueeze(0), None if grad_b is None else grad_b.unsqueeze(0)

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_ted.core.collective import Collective
 from lightning_ted.core.pps import positive_size, pps_selection, within_cohorts
 from lightning_ted.core.selection import Selection, lowest_k_mask
 from lightning_ted.core.state import Column, Observations, ScoreState
@@ -153,8 +154,8 @@ class TEDVariant(TED):
         grad_w, grad_b, weights, share = self.references.gradient(h, delta, weights, bias, step.selection.actual_ratio)
         return head_score(h, delta, weights, grad_w, grad_b, self.score, step.selection.num_samples, share)
 
-    def run_state_dict(self, trainer: Any) -> dict:
-        return self.references.state_dict(trainer)
+    def run_state_dict(self, collective: Collective | None) -> dict:
+        return self.references.state_dict(collective)
 
     def load_run_state_dict(self, state: dict, world: int, rank: int) -> None:
         self.references.load_state_dict(state, world, rank)

@@ -133,7 +133,7 @@ def run(
     )
     trainer, seconds = timed_fit(model, dm, epochs, **trainer_kwargs)
     acc = trainer.test(model, datamodule=dm, verbose=False)[0]["test_acc"]
-    return RunResult(name, 100.0 * acc, dm.saved_fraction(epochs - 1), seconds, dm.kept_history.tolist())
+    return RunResult(name, 100.0 * acc, dm.run.saved_fraction(epochs - 1), seconds, dm.run.kept_history.tolist())
 
 
 def format_table(results: list[RunResult], baseline: RunResult) -> str:

@@ -1,5 +1,5 @@
-"""The package layout stays small and acyclic: no module over 300 lines, no import circle between modules
-(package ``__init__`` re-export hubs aside; imports inside functions count too)."""
+"""The package layout stays small, acyclic and layered: no module over 300 lines, no import circle between modules
+(package ``__init__`` re-export hubs aside; imports inside functions count too), and ``core/`` at the bottom."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ import lightning_ted
 
 ROOT = Path(lightning_ted.__file__).parent
 MAX_LINES = 300
+#: what ``core/`` may not import: Lightning (either package) and every layer that sits on top of it
+ABOVE_CORE = ("lightning", "pytorch_lightning") + tuple(
+    f"lightning_ted.{layer}"
+    for layer in ("methods", "data", "observe", "adapters", "streaming", "zoo", "frontier", "research", "cli")
+)
 
 
 def _modules() -> dict[str, Path]:
@@ -32,6 +37,42 @@ def _import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
                 continue
             graph[name].update(t for t in targets if t in modules and t != name)
     return graph
+
+
+def _imported_names(path: Path) -> set[str]:
+    """Every module ``path`` imports, anywhere in the file (inside functions and ``TYPE_CHECKING`` blocks too);
+    a relative import is resolved against the module's package."""
+    package = ("lightning_ted",) + path.relative_to(ROOT).parent.parts
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(part for part in (base, node.module or "") if part)
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def _is_above_core(name: str) -> bool:
+    return any(name == top or name.startswith(top + ".") for top in ABOVE_CORE)
+
+
+def test_is_above_core_matches_whole_module_names():
+    assert _is_above_core("lightning.pytorch.utilities") and _is_above_core("lightning_ted.methods.base")
+    assert not _is_above_core("lightning_utilities") and not _is_above_core("lightning_ted.core.method")
+
+
+def test_core_imports_nothing_above_it():
+    """``core/`` is the bottom layer: no Lightning and none of the layers built on it, so the run can be driven
+    (and tested) without a Trainer and the outer layers depend on the core, never the reverse."""
+    upward = {}
+    for path in sorted((ROOT / "core").rglob("*.py")):
+        names = sorted(name for name in _imported_names(path) if _is_above_core(name))
+        if names:
+            upward[str(path.relative_to(ROOT))] = names
+    assert not upward, f"core/ modules importing from above the core: {upward}"
 
 
 def test_no_module_is_over_300_lines():

@@ -726,9 +726,10 @@ def test_method_config_names_the_class_and_every_argument_with_defaults_filled_i
     import doctest
     import pickle
 
-    from lightning_ted.methods import base, build_method
+    from lightning_ted.core import method
+    from lightning_ted.methods import build_method
 
-    assert doctest.testmod(base, verbose=False).failed == 0  # PruningMethod.config's example
+    assert doctest.testmod(method, verbose=False).failed == 0  # PruningMethod.config's example
     ted = build_method("ted")
     assert ted.config == {
         "class": "lightning_ted.methods.ted.TED", "score": "igd", "alpha": 0.5, "q": 0.5, "max_staleness": 4,

@@ -16,7 +16,14 @@ from conftest import make_trainer, subset
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from lightning_ted import DynamicPruningDataModule, RollerCoasterSchedule, TEDPruningCallback, pruned_loss
+from lightning_ted import (
+    ConstantSchedule,
+    DynamicPruningDataModule,
+    RollerCoasterSchedule,
+    TEDPruningCallback,
+    pruned_loss,
+)
+from lightning_ted.core.run import PruningRun
 from lightning_ted.core.selection import Selection, epoch_generator
 from lightning_ted.methods.pruned_reference import pruned_indices
 from lightning_ted.research import TEDVariant
@@ -187,15 +194,28 @@ def test_reference_options_are_validated():
         TEDVariant(reference="pruned", reference_size=0)
 
 
-def test_callback_state_round_trip_keeps_the_pruned_reference():
+def test_the_runs_checkpoint_round_trip_keeps_the_pruned_reference():
+    """The method's per-rank state rides the run's checkpoint (the datamodule's), not the callback's."""
     method = TEDVariant(reference="pruned")
     method.references.pruned = (1, torch.randn(10, 32), torch.randn(10))
-    state = method.run_state_dict(None)
-    other = TEDVariant(reference="pruned")
-    other.load_run_state_dict(state, world=1, rank=0)
-    assert other.references.pruned[0] == 1
-    restored, saved = other.references.pruned, method.references.pruned
-    assert torch.equal(restored[1], saved[1]) and torch.equal(restored[2], saved[2])
-    cb = TEDPruningCallback()  # restored before setup: the callback keeps the state until the method is known
-    cb.load_state_dict(state)
-    assert cb.state_dict()["pruned_ref_epoch"] == 1
+    run = PruningRun(method, ConstantSchedule(ratio=0.5, warmup_epochs=0, anneal=0.0), seed=0)
+    run.allocate(20)
+    state = run.state_dict()
+    assert state["method_run"]["pruned_ref_epoch"] == 1
+    other = PruningRun(TEDVariant(reference="pruned"), ConstantSchedule(ratio=0.5, warmup_epochs=0, anneal=0.0), 0)
+    other.allocate(20)
+    other.load_state_dict(state, world=1, rank=0)
+    restored, saved = other.method.references.pruned, method.references.pruned
+    assert restored[0] == 1 and torch.equal(restored[1], saved[1]) and torch.equal(restored[2], saved[2])
+    assert set(TEDPruningCallback().state_dict()) == set()  # the callback carries no pruning state
+
+
+def test_an_older_checkpoint_with_the_reference_in_the_callbacks_state_still_restores_it():
+    """lightning-ted 0.2.0 wrote the method's run state into the callback's checkpoint: a callback restored
+    before setup keeps it until the method is known, then hands it over."""
+    method = TEDVariant(reference="pruned")
+    method.references.pruned = (1, torch.randn(10, 32), torch.randn(10))
+    old_state = method.run_state_dict(None)
+    cb = TEDPruningCallback()
+    cb.load_state_dict(old_state)
+    assert cb._pending_state["pruned_ref_epoch"] == 1
