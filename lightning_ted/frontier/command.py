@@ -269,9 +269,10 @@ def _interrupt(signum: int, frame) -> None:
 
 def main(argv: list[str] | None = None, start: float | None = None) -> int:
     """Entry point (``lightning-ted frontier ...``); exit status 2 with ``error: ...`` on a refusal, 128 +
-    the signal (143 for SIGTERM) with the partial report on a stop. The overhead clock starts at ``start``
-    (default: when this process started, so start-up counts)."""
-    start = time.perf_counter() - process_age() if start is None else start
+    the signal (143 for SIGTERM) with the partial report on a stop. The overhead clock starts at ``start``:
+    the console script passes when its process started, so start-up counts; called in a running process (a
+    notebook, a script running several configs) it starts now."""
+    start = time.perf_counter() if start is None else start
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     previous = {}

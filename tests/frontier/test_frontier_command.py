@@ -68,7 +68,9 @@ def test_frontier_writes_table_plot_runs_and_overhead_then_resumes_without_rerun
     out = tmp_path / "out"
     args = ["--config", str(config), "--budgets", "0.5", "--seeds", "2", "--out", str(out)]
     level, threads, filters = logging.getLogger("lightning.pytorch").level, torch.get_num_threads(), warnings.filters[:]
+    called = time.perf_counter()
     assert main(args) == 0
+    elapsed = time.perf_counter() - called
     # run in-process (a notebook), the command leaves the caller's logging, warnings and threads as they were
     assert logging.getLogger("lightning.pytorch").level == level and torch.get_num_threads() == threads
     assert warnings.filters == filters
@@ -86,6 +88,7 @@ def test_frontier_writes_table_plot_runs_and_overhead_then_resumes_without_rerun
     )
     overhead = json.loads((out / "overhead.json").read_text())
     assert overhead["runs"] == 6 and 0 < overhead["share"] < 1 and "Command overhead" in text
+    assert overhead["grid_s"] <= elapsed  # called in a running process, the clock starts with the call, not the process
     assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
     assert list((tmp_path / "wandb").glob("offline-run-*")), "the WandbLogger config logs the report to W&B"
 
