@@ -64,14 +64,15 @@ def levels(schedule: str) -> list[str]:
     return ["--targets", *map(str, TARGETS)]
 
 
-def run(tasks: list[str], seeds: int, folder: Path, out: Path, threads: int) -> None:
+def run(tasks: list[str], seeds: int, folder: Path, out: Path, threads: int, workers: int = 1) -> None:
     for n in range(2, seeds + 1):
         for task in tasks:
             for schedule in SCHEDULES:
                 for ranking in RANKINGS:
                     config = write_config(task, schedule, ranking, folder)
                     args = ["--config", str(config), "--budgets", *BUDGETS, "--seeds", str(n), "--threads",
-                            str(threads), "--out", str(out / f"frontier_ig_{task}"), *levels(schedule)]  # fmt: skip
+                            str(threads), "--workers", str(workers), "--out", str(out / f"frontier_ig_{task}"),
+                            *levels(schedule)]  # fmt: skip
                     print("frontier", " ".join(args), flush=True)
                     code = frontier(args)
                     if code in (130, 143):  # Ctrl-C / SIGTERM: the command wrote its partial report; stop the grid
@@ -176,12 +177,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tasks", nargs="+", default=["fashion", "noisy_fashion"])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="runs trained at once (the command's --workers)")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--configs", type=Path, default=HERE / "configs" / "frontier_ig")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     if not args.report_only:
-        run(args.tasks, args.seeds, args.configs, args.out, args.threads)
+        run(args.tasks, args.seeds, args.configs, args.out, args.threads, args.workers)
     config_reports(args.tasks, args.seeds, args.configs, args.out)
     print(report(args.tasks, args.configs, args.out))
 
