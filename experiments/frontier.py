@@ -49,11 +49,13 @@ from lightning_ted.frontier.command import main as frontier_command
 METHOD_CONFIGS = CONFIGS.parent / "frontier_methods"
 
 
-def method_config(spec: TaskSpec, method: str, accelerator: str = "cpu") -> dict:
-    """The task's config with ``method`` (a registered name or a ``TED_VARIANTS`` name) as its pruning method;
-    SeTa anneals over the run's E epochs, as the benchmark always trained it."""
+def method_config(spec: TaskSpec, method: str, accelerator: str | None = None) -> dict:
+    """The task's config with ``method`` (a registered name or a ``TED_VARIANTS`` name) as its pruning method,
+    on ``accelerator`` (default: the task config's own); SeTa anneals over the run's E epochs, as the benchmark
+    always trained it."""
     cfg = task_config_dict(spec)
-    cfg["trainer"]["accelerator"] = accelerator
+    if accelerator is not None:
+        cfg["trainer"]["accelerator"] = accelerator
     entry = method_entry(method)
     if entry is None:
         cls = METHODS[method]
@@ -64,7 +66,7 @@ def method_config(spec: TaskSpec, method: str, accelerator: str = "cpu") -> dict
     return cfg
 
 
-def write_method_config(spec: TaskSpec, method: str, folder: Path, accelerator: str = "cpu") -> Path:
+def write_method_config(spec: TaskSpec, method: str, folder: Path, accelerator: str | None = None) -> Path:
     """:func:`method_config` as ``<folder>/<task>_<method>.yaml``, the file the command is given."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{spec.name}_{method}.yaml"
@@ -101,14 +103,16 @@ def run_task(spec: TaskSpec, methods: list[str], args: argparse.Namespace) -> No
             code = frontier_command(argv)
             if code != 0:  # a refusal (2, printed above it) or a stop (130, 143): the grid stops with it
                 raise SystemExit(f"lightning-ted frontier stopped with exit status {code} on {config}")
-            for suffix in ("md", "png"):
-                if (out / f"frontier.{suffix}").exists():
-                    shutil.move(out / f"frontier.{suffix}", out / f"frontier_{method}.{suffix}")
+            for name, kept in (("frontier.md", f"frontier_{method}.md"), ("frontier.png", f"frontier_{method}.png"),
+                               ("overhead.json", f"overhead_{method}.json")):  # fmt: skip
+                if (out / name).exists():  # the folder is shared: each config keeps its own
+                    shutil.move(out / name, out / kept)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=list(SUMMARY_TASKS), help="also: cifar10_long, fashion60k")
+    parser.add_argument("--tasks", nargs="+", help="default: the summary's tasks (--quick: its tasks); also "
+                        "cifar10_long, fashion60k, cifar10_gpu (frontier_gpu.py)")  # fmt: skip
     parser.add_argument("--methods", nargs="+", default=list(BASE_METHODS), choices=METHOD_ORDER)
     parser.add_argument("--seeds", type=int, help="seeds for the budget points and the 50%% target (default 5)")
     parser.add_argument("--main-seeds", type=int, help="seeds for the 30%% and 70%% targets (default 3)")
@@ -117,11 +121,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report-only", action="store_true", help="write the tables from runs.jsonl only")
     parser.add_argument("--quick", action="store_true", help="tiny sizes; by default 2 seeds, 50%% target only")
     parser.add_argument("--measure", default=MEASURE, help="the command's --measure (test and validation accuracy)")
-    parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--accelerator", help="default: the task config's (cpu; gpu for cifar10_gpu)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default experiments/results)")
     parser.add_argument("--configs", type=Path, default=None, help="where the per-method configs are written")
     args = parser.parse_args(argv)
     specs = QUICK if args.quick else TASKS
+    args.tasks = args.tasks or [t for t in SUMMARY_TASKS if t in specs]
     unknown = [t for t in args.tasks if t not in specs]
     if unknown:
         parser.error(f"unknown tasks {unknown}; choose from {sorted(specs)}")
@@ -141,10 +146,10 @@ def main(argv: list[str] | None = None) -> None:
             run_task(specs[name], methods, args)
     wall = None if args.report_only else time.perf_counter() - start
     for name in args.tasks:
-        results = task_results(args.out, specs[name])
+        results = task_results(args.out, specs[name], args.accelerator, sorted({*TARGETS, *args.targets}))
         if results:
             print(write_report(specs[name], results, args.out, wall), flush=True)
-    if not args.quick:
+    if not args.quick and set(args.tasks) & set(SUMMARY_TASKS):  # a GPU or extra task leaves the summary alone
         print(summary(args.out), flush=True)
 
 

@@ -1,7 +1,7 @@
 """What the frontier tasks' configs (``experiments/configs/frontier/``) cannot say in YAML: each task's data
 split as a DataModule, CIFAR's per-seed augmentation stream, the channels-last CNN, and MiniLM's top layers
-over the cached bottom. With these, a task config trained through ``lightning-ted frontier``'s runner is the
-run ``frontier.run_job`` trains (``tests/experiments/test_frontier_configs.py``)."""
+over the cached bottom. With these, a task config trained by ``lightning-ted frontier`` is the plain-Lightning
+run the benchmark defines (``tests/experiments/test_frontier_configs.py``)."""
 
 from __future__ import annotations
 
@@ -21,16 +21,26 @@ from lightning_ted.zoo.data import CIFAR10Data
 from lightning_ted.zoo.models import CifarCNN
 
 
-def _spec(task: str, quick: bool):
-    return (QUICK if quick else TASKS)[task]
+def _spec(task: str, quick: bool, written_for: str | None = None) -> TaskSpec:
+    """The task's spec; ``written_for``: the spec fingerprint the config was written with (``frontier.py``
+    writes it), refused when the task's settings in ``frontier_tasks.py`` changed since."""
+    spec = (QUICK if quick else TASKS)[task]
+    if written_for is not None and written_for != spec.fingerprint():
+        raise ValueError(
+            f"this config was written for task {task!r} with settings {written_for}, but frontier_tasks.py now gives "
+            f"{spec.fingerprint()} (its sizes, batch, noise or data changed): rerun experiments/frontier.py, which "
+            "rewrites the config, so its runs are not cached under the old settings"
+        )
+    return spec
 
 
 class TaskData(L.LightningDataModule):
-    """A task's (train, val, test) tensors: the batch size and shuffled loader ``run_job`` uses."""
+    """A task's (train, val, test) tensors, its batch size and a shuffled loader; ``spec``: the settings'
+    fingerprint the config was written for (checked, and part of the config, so a change is a new config)."""
 
-    def __init__(self, task: str, quick: bool = False) -> None:
+    def __init__(self, task: str, quick: bool = False, spec: str | None = None) -> None:
         super().__init__()
-        self.spec = _spec(task, quick)
+        self.spec = _spec(task, quick, spec)
 
     def setup(self, stage: str) -> None:
         self.train, self.val, self.test = task_data(self.spec)
@@ -50,8 +60,8 @@ class CifarTaskData(CIFAR10Data):
     ``cifar10_noaug``; eval batches normalised as usual. ``seed`` defaults to the run's ``seed_everything``
     (LightningCLI seeds before it builds the data), so each paired seed has its own augmentation stream."""
 
-    def __init__(self, task: str, seed: int | None = None, quick: bool = False) -> None:
-        spec = _spec(task, quick)
+    def __init__(self, task: str, seed: int | None = None, quick: bool = False, spec: str | None = None) -> None:
+        spec = _spec(task, quick, spec)
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
         super().__init__(batch_size=spec.batch_size, aug_seed=seed + 10_000, augment=spec.data != "cifar10_noaug")
         self.spec = spec
@@ -91,8 +101,10 @@ def task_config_dict(spec: TaskSpec) -> dict:
     cfg["model"]["init_args"]["lr"] = spec.lr
     if spec.width:
         cfg["model"]["init_args"]["net"]["init_args"]["widths"] = list(spec.width)
+    inner = cfg["data"]["init_args"]["datamodule"]["init_args"]
     if spec != TASKS.get(spec.name):
-        cfg["data"]["init_args"]["datamodule"]["init_args"]["quick"] = True
+        inner["quick"] = True
+    inner["spec"] = spec.fingerprint()  # the data settings the YAML cannot say: a change makes a new config
     return cfg
 
 

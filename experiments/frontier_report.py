@@ -27,6 +27,7 @@ from frontier_tasks import (
 from lightning_ted.frontier.gains import frontier_at, mean_se  # (the frontier command's arithmetic)
 
 COMMAND = "PYTHONPATH=experiments python experiments/frontier.py"
+LR_SHAPES = {"cifar10_gpu": "linear warm-up (20%) and linear decay"}  # else a cosine decay
 MEASURE = "frontier_modules.measure"  # the --measure every benchmark run records: test and validation accuracy
 
 
@@ -48,35 +49,37 @@ def benchmark_method(record: dict) -> str:
 
 
 @functools.cache
-def fingerprints(task: str, method: str, quick: bool) -> tuple[str, str]:
-    """(fingerprint of the task's config with ``method``, of its plain-training runs) under this code and
-    these library versions: a recorded run with another is stale."""
+def fingerprints(spec: TaskSpec, method: str, accelerator: str | None = None) -> tuple[str, str]:
+    """(fingerprint of the config ``frontier.py`` writes for ``spec`` and ``method`` on ``accelerator``, of its
+    plain-training runs) under this code and these library versions: a recorded run with another is stale."""
     from frontier import method_config  # deferred: frontier.py imports this module
-    from frontier_tasks import QUICK
 
-    spec = (QUICK if quick else TASKS)[task]
-    config = task_config(spec, method_config(spec, method if method != "budget" else "ted"))
+    config = task_config(spec, method_config(spec, method if method != "budget" else "ted", accelerator))
     return config.fingerprint(), config.full_fingerprint()
 
 
-def _target(method: str, ratio: float, spec: TaskSpec) -> float | None:
-    """The benchmark target whose schedule ratio ``ratio`` is for ``method`` (``None``: a ratio of another run)."""
-    for target in TARGETS:
+def _targets(method: str, ratio: float, spec: TaskSpec, targets) -> list[float]:
+    """The benchmark targets whose schedule ratio for ``method`` is ``ratio``: more than one where a capped ratio
+    serves two (InfoBatch's 0.9 at 50% and 70% on a short run); none for a ratio of another run."""
+    found = []
+    for target in targets:
         try:
             if math.isclose(schedule_ratio(method, target, spec), ratio, abs_tol=1e-9):
-                return target
+                found.append(target)
         except ValueError:  # a target this task's epochs cannot reach (fashion60k's 70%)
             continue
-    return None
+    return found
 
 
-def task_results(out: Path, spec: TaskSpec) -> list[Result]:
+def task_results(out: Path, spec: TaskSpec, accelerator: str | None = None, targets=TARGETS) -> list[Result]:
     """Each run of ``spec`` the command recorded with the benchmark's measure, as the tables' :class:`Result`:
-    budget points by b, methods by their target. Per (method, level, seed) the last run made under today's
-    config and versions, else the last one before, marked ``stale`` (the tables mark it; the grid reruns it)."""
+    budget points by b, methods by their target (a run whose ratio two targets share counts for both). Per
+    (method, level, seed) the last run made under today's config and versions, else the last one before, marked
+    ``stale`` (the tables mark it; the grid reruns it). Runs at a ratio no target in ``targets`` gives are named
+    in a note, not tabled."""
     path = runs_folder(out, spec.name) / "runs.jsonl"
-    quick = spec != TASKS.get(spec.name)
     done: dict[tuple, Result] = {}
+    unmatched = 0
     for line in path.read_text().splitlines() if path.exists() else []:
         if not line.strip():
             continue
@@ -85,19 +88,22 @@ def task_results(out: Path, spec: TaskSpec) -> list[Result]:
         method = benchmark_method(record)
         if "test_acc" not in extra or method not in (*METHOD_ORDER, "budget"):
             continue  # made without --measure frontier_modules.measure, or another method's run
-        level = record["level"] if method == "budget" else _target(method, record["level"], spec)
-        if level is None:
-            continue
-        fingerprint, full = fingerprints(spec.name, method, quick)
-        result = Result(
-            spec.name, method, level, record["seed"], record["epochs"], 0.0 if method == "budget" else record["level"],
-            record["saved"], extra["test_acc"], extra["val_acc"], record["fit_seconds"],
-            extra={k: v for k, v in extra.items() if k == "flipped_share"},
-            stale=record.get("config") != (full if method == "budget" else fingerprint),
-        )  # fmt: skip
-        key = (method, level if method != "budget" else record["epochs"], record["seed"])
-        if not result.stale or key not in done or done[key].stale:
-            done[key] = result
+        levels = [record["level"]] if method == "budget" else _targets(method, record["level"], spec, targets)
+        unmatched += not levels
+        fingerprint, full = fingerprints(spec, method, accelerator)
+        for level in levels:
+            result = Result(
+                spec.name, method, level, record["seed"], record["epochs"],
+                0.0 if method == "budget" else record["level"], record["saved"], extra["test_acc"], extra["val_acc"],
+                record["fit_seconds"], extra={k: v for k, v in extra.items() if k == "flipped_share"},
+                stale=record.get("config") != (full if method == "budget" else fingerprint),
+            )  # fmt: skip
+            key = (method, level if method != "budget" else record["epochs"], record["seed"])
+            if not result.stale or key not in done or done[key].stale:
+                done[key] = result
+    if unmatched:
+        print(f"note: {unmatched} runs of {spec.name} are at ratios no target of {list(targets)} gives (another "
+              "calibration or --targets): left out of the tables", flush=True)  # fmt: skip
     return list(done.values())
 
 
@@ -224,7 +230,8 @@ def markdown(spec: TaskSpec, rows: list[dict], conv: dict, wall: float | None) -
         f"{spec.n_train} training samples ({spec.n_val} validation carved from train, {spec.n_test} test), "
         f"{MODEL_LABELS.get(spec.name, 'SmallCNN' if spec.data == 'fashion' else f'CifarCNN{spec.width}')}, "
         f"E = {spec.epochs} epochs, batch "
-        f"{spec.batch_size}, {'AdamW' if spec.data == 'sst2' else 'SGD'} lr {spec.lr} cosine over each run's own epochs"
+        f"{spec.batch_size}, {'AdamW' if spec.data == 'sst2' else 'SGD'} lr {spec.lr} "
+        f"{LR_SHAPES.get(spec.name, 'cosine')} over each run's own epochs"
         + (f", {int(100 * spec.noise)}% of training labels flipped" if spec.noise else "")
         + f"; torch {torch.__version__}. Regenerate: "
         + f"`{REGENERATE.get(spec.name, f'{COMMAND} --tasks {spec.name}')}`.",

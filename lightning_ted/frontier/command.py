@@ -185,9 +185,10 @@ def frontier(args: argparse.Namespace, argv: list[str], start: float) -> str:
     fingerprint = task.fingerprint()
     done, other = read_runs(args.out / "runs.jsonl", fingerprint, task.full_fingerprint())
     if other:
-        print(f"note: {other} runs in {args.out / 'runs.jsonl'} were made with another config or other "
-              "lightning-ted/library versions; left out (trained again)", flush=True)  # fmt: skip
-    unmeasured = [k for k, r in done.items() if args.measure and r.get("measure") != args.measure]
+        print(f"note: {other} runs in {args.out / 'runs.jsonl'} belong to another config (another method's, in a "
+              "shared folder) or other lightning-ted/library versions: not used for this one", flush=True)  # fmt: skip
+    planned = {r.key for r in plan}
+    unmeasured = [k for k, r in done.items() if args.measure and r.get("measure") != args.measure and k in planned]
     if unmeasured and not args.report_only:
         print(f"note: {len(unmeasured)} cached runs were made without --measure {args.measure}; trained again so "
               "every run has it", flush=True)  # fmt: skip

@@ -68,7 +68,8 @@ def _measures_table(rows: list[dict]) -> list[str]:
         cells = []
         for name in names:
             mean, se, n = r.get("measures", {}).get(name, (None, None, 0))
-            cells.append("—" if mean is None else f"{mean:.4g} ± {se:.2g}" + (f" ({n} runs)" if n < r["seeds"] else ""))
+            spread = f" ± {se:.2g}" if se == se else ""  # one run: no standard error
+            cells.append("—" if mean is None else f"{mean:.4g}{spread}" + (f" ({n} runs)" if n < r["seeds"] else ""))
         label = f"full b={r['level']}" if r["method"] == "full" else f"{r['method']} r={r['level']}"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
@@ -110,9 +111,11 @@ def log_wandb(init_args: dict, rows: list[dict], verdict: str, png: Path, notes:
     if init_args.get("offline"):
         kwargs["mode"] = "offline"
     run = wandb.init(job_type="frontier", name=f"frontier-{init_args.get('name') or 'run'}", reinit=True, **kwargs)
-    columns = list(rows[0])
+    names = sorted({name for r in rows for name in r.get("measures", {})})  # --measure's numbers, one column each
+    columns = [c for c in rows[0] if c != "measures"]
+    data = [[r[c] for c in columns] + [r.get("measures", {}).get(n, (None,))[0] for n in names] for r in rows]
     run.log({
-        "frontier/table": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows]),
+        "frontier/table": wandb.Table(columns=columns + names, data=data),
         "frontier/plot": wandb.Image(str(png)),
     })  # fmt: skip
     run.summary["frontier/verdict"] = verdict

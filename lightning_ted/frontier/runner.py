@@ -153,13 +153,32 @@ def _fit_quietly(config: dict, run: Run, metric: str, full_epochs: int, measure:
     )  # fmt: skip
     record["method_config"] = config["data"]["init_args"].get("method")
     if measure is not None:
-        extra = measure(trainer, model, dm)
-        if not isinstance(extra, dict):
-            name = getattr(measure, "__qualname__", repr(measure))
-            raise FrontierRefusal(
-                f"--measure {name} returned a {type(extra).__name__}: return a dict of measures, e.g. "
-                "{'test_acc': 91.2}, which each run records under 'extra'"
-            )
-        record["extra"] = extra
+        record["extra"] = _measured(measure, trainer, model, dm)
     record["run_seconds"] = time.perf_counter() - start
     return record
+
+
+def _measured(measure: Callable, trainer: L.Trainer, model, dm) -> dict:
+    """``measure``'s dict with every value a plain number (a 0-d tensor becomes its float), so runs.jsonl can hold
+    it; a measure that raises, returns no dict or a value that is no number is refused by name."""
+    name = f"{getattr(measure, '__module__', '?')}.{getattr(measure, '__qualname__', repr(measure))}"
+    try:
+        extra = measure(trainer, model, dm)
+    except Exception as e:
+        raise FrontierRefusal(f"--measure {name} raised {type(e).__name__}: {e}") from e
+    if not isinstance(extra, dict):
+        raise FrontierRefusal(
+            f"--measure {name} returned a {type(extra).__name__}: return a dict of measures, e.g. "
+            "{'test_acc': 91.2}, which each run records under 'extra'"
+        )
+    out = {}
+    for key, value in extra.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise FrontierRefusal(
+                f"--measure {name} returned {key!r}: {type(value).__name__}; each measure must be a number (an int, a "
+                "float or a one-element tensor), as runs.jsonl records and frontier.md tables them"
+            )
+        out[str(key)] = value
+    return out

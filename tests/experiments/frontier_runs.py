@@ -19,7 +19,7 @@ def command_record(task: str, method: str, level: float, seed: int, saved: float
     spec = TASKS[task]
     budget = method == "budget"
     entry = method_spec("full") if budget else method_config(spec, method)["data"]["init_args"]["method"]
-    current, full = fingerprints(task, method, False)
+    current, full = fingerprints(spec, method)
     return dict(
         method="full" if budget else method_name(entry), seed=seed, saved=saved, metric=val / 100,
         level=level if budget else schedule_ratio(method, level, spec),

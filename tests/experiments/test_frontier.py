@@ -10,12 +10,14 @@ import math
 import frontier
 import pytest
 import torch
+import yaml
 from conftest import requires_mnist
-from frontier_modules import flipped_share
+from frontier_modules import TaskData, flipped_share, task_config
 from frontier_report import (
     MEASURE,
     TASKS,
     benchmark_method,
+    fingerprints,
     markdown,
     runs_folder,
     saved_at_tolerance,
@@ -191,3 +193,35 @@ def test_a_tedvariant_run_is_read_under_its_variant_name():
                                        "init_args": {"score": "grad_norm"}}  # fmt: skip
     assert benchmark_method(record) == "ted_gradnorm"
     assert benchmark_method(command_record("fashion", "budget", 1.0, 0, 0.0, 80.0, 80.0)) == "budget"
+
+
+@pytest.mark.parametrize("task", ["fashion", "cifar10_gpu"])
+def test_the_report_fingerprints_the_config_the_driver_writes_on_the_tasks_own_accelerator(task, tmp_path):
+    """The GPU task's config says gpu: the report must not fingerprint it as a CPU config (every run stale)."""
+    spec = TASKS[task]
+    path = frontier.write_method_config(spec, "ted", tmp_path)
+    written = task_config(spec, yaml.safe_load(path.read_text()))
+    assert (written.fingerprint(), written.full_fingerprint()) == fingerprints(spec, "ted")
+    assert yaml.safe_load(path.read_text())["trainer"]["accelerator"] == ("gpu" if task == "cifar10_gpu" else "cpu")
+
+
+def test_a_config_written_for_other_task_settings_is_refused_by_its_data():
+    """The task's sizes and batch live in frontier_tasks.py, not the YAML: the written config names their
+    fingerprint, so an edited spec is a new config (its runs are not cached ones) and an old config stops."""
+    cfg = frontier.method_config(TASKS["fashion"], "ted")
+    assert cfg["data"]["init_args"]["datamodule"]["init_args"]["spec"] == TASKS["fashion"].fingerprint()
+    with pytest.raises(ValueError, match="rerun experiments/frontier.py, which rewrites the config"):
+        TaskData("fashion", spec="0000000000")
+
+
+def test_a_run_whose_capped_ratio_serves_two_targets_counts_for_both_and_other_ratios_are_named(tmp_path, capsys):
+    spec = TASKS["fashion60k"]  # 6 epochs: InfoBatch's ratio caps at 0.9 for both 50% and 70%
+    assert schedule_ratio("infobatch", 0.5, spec) == schedule_ratio("infobatch", 0.7, spec) == INFOBATCH_MAX_RATIO
+    other = {**command_record("fashion60k", "ted", 0.3, 0, 0.3, 80.0, 80.0), "level": 0.123}
+    folder = runs_folder(tmp_path, "fashion60k")
+    folder.mkdir()
+    lines = [command_record("fashion60k", "infobatch", 0.5, 0, 0.5, 85.0, 86.0), other]
+    (folder / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    results = task_results(tmp_path, spec)
+    assert sorted((r.method, r.level) for r in results) == [("infobatch", 0.5), ("infobatch", 0.7)]
+    assert "1 runs of fashion60k are at ratios no target of [0.3, 0.5, 0.7] gives" in capsys.readouterr().out

@@ -385,7 +385,8 @@ def test_measure_records_a_test_accuracy_per_run_and_tables_it(tmp_path, capsys,
     _module(tmp_path, "my_measures_ok", (
         "def test_acc(trainer, model, datamodule):\n"
         "    metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]\n"
-        "    return {'test_acc': metrics['test_acc'], 'epochs_run': trainer.current_epoch}\n"
+        "    import torch\n"
+        "    return {'test_acc': metrics['test_acc'], 'epochs_run': torch.tensor(trainer.current_epoch)}\n"
     ))  # fmt: skip
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
@@ -415,4 +416,14 @@ def test_a_measure_that_does_not_import_or_returns_no_dict_is_refused(tmp_path, 
     _module(tmp_path, "my_measures_bad", "def acc(trainer, model, datamodule):\n    return 0.9\n")
     err = _refused(capsys, "--config", config, "--measure", "my_measures_bad.acc", "--seeds", "2", "--budgets", "0.5",
                    "--out", str(tmp_path / "o"))  # fmt: skip
-    assert "--measure acc returned a float: return a dict of measures" in err
+    assert "--measure my_measures_bad.acc returned a float: return a dict of measures" in err
+    _module(tmp_path, "my_measures_worse", (
+        "def named(trainer, model, datamodule):\n    return {'split': 'test'}\n"
+        "def broken(trainer, model, datamodule):\n    raise KeyError('test_acc')\n"
+    ))  # fmt: skip
+    err = _refused(capsys, "--config", config, "--measure", "my_measures_worse.named", "--seeds", "2", "--budgets",
+                   "0.5", "--out", str(tmp_path / "o2"))  # fmt: skip
+    assert "--measure my_measures_worse.named returned 'split': str; each measure must be a number" in err
+    err = _refused(capsys, "--config", config, "--measure", "my_measures_worse.broken", "--seeds", "2", "--budgets",
+                   "0.5", "--out", str(tmp_path / "o3"))  # fmt: skip
+    assert "--measure my_measures_worse.broken raised KeyError: 'test_acc'" in err
