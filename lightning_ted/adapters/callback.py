@@ -287,7 +287,7 @@ class TEDPruningCallback(*CALLBACK_BASES):
             self.summary.load_state_dict(summary)
         if not state_dict:
             return
-        # a checkpoint of lightning-ted 0.2.0 or earlier kept the method's per-rank state here: applied once the
+        # a checkpoint written before 2026-12-07 kept the method's per-rank state here: applied once the
         # method is known (newer ones carry it in the datamodule's checkpoint)
         if self.datamodule is None:
             self._pending_state = state_dict

@@ -211,8 +211,8 @@ def test_the_runs_checkpoint_round_trip_keeps_the_pruned_reference():
 
 
 def test_an_older_checkpoint_with_the_reference_in_the_callbacks_state_still_restores_it():
-    """lightning-ted 0.2.0 wrote the method's run state into the callback's checkpoint: a callback restored
-    before setup keeps it until the method is known, then hands it over."""
+    """Checkpoints written before 2026-12-07 put the method's run state into the callback's checkpoint: a
+    callback restored before setup keeps it until the method is known, then hands it over."""
     method = TEDVariant(reference="pruned")
     method.references.pruned = (1, torch.randn(10, 32), torch.randn(10))
     old_state = method.run_state_dict(None)
