@@ -18,7 +18,7 @@ from typing_extensions import override
 
 from lightning_ted.adapters.compat import CALLBACK_BASES
 from lightning_ted.adapters.data_source import PruningDataSource
-from lightning_ted.adapters.fit_start import start_next_epoch_fresh, starts_fresh
+from lightning_ted.adapters.fit_start import epoch_place, start_next_epoch_fresh, starts_fresh
 from lightning_ted.adapters.fit_summary import FitSummary
 from lightning_ted.adapters.step_checks import FirstStepChecks, check_step_schedules, log_default_head
 from lightning_ted.adapters.steps import total_optimizer_steps
@@ -292,6 +292,5 @@ class TEDPruningCallback(*CALLBACK_BASES):
         if self.datamodule is None:
             self._pending_state = state_dict
             return
-        trainer = self._trainer
-        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        self.datamodule.run.method.load_run_state_dict(state_dict, world, rank)
+        place = epoch_place(self._trainer)
+        self.datamodule.run.method.load_run_state_dict(state_dict, place.world, place.rank)

@@ -10,6 +10,8 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
+from lightning_ted.adapters.fit_start import epoch_place
+
 
 class PruningCheckpoint:
     """Mixin of ``DynamicPruningDataModule``: its checkpoint is its :class:`~lightning_ted.core.run.PruningRun`'s
@@ -40,9 +42,8 @@ class PruningCheckpoint:
         if self.state is None:  # restored before setup: apply once the dataset size is known
             self._pending_load = state_dict
             return
-        trainer = self.trainer
-        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        if not self.run.load_state_dict(state_dict, world, rank):
+        place = epoch_place(self.trainer)
+        if not self.run.load_state_dict(state_dict, place.world, place.rank):
             rank_zero_warn(
                 "the checkpoint carries no internal-generalization readings (written by an earlier lightning-ted): the "
                 "ig/* metrics count from this resume on, once each sample has been trained again."

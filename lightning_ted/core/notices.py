@@ -27,11 +27,6 @@ def set_warning_sink(sink: WarningSink) -> WarningSink:
     return previous
 
 
-def warning_sink() -> WarningSink:
-    """The sink the core's warnings go to now."""
-    return _sink
-
-
 def warn(message: str, category: type[Warning] = UserWarning, stacklevel: int = 1) -> None:
     """Warn ``message`` through the sink, attributed (as ``warnings.warn`` counts ``stacklevel``) to the line
     that called this function by default."""

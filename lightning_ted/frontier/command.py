@@ -104,7 +104,7 @@ def execute(
     Returns the summed fit seconds, the seconds of this phase that were not fits (in-process: all of them;
     with workers: each run's own instantiation and evaluation) and the phase's wall seconds."""
     start, fits, runs = time.perf_counter(), 0.0, 0.0
-    fn = load_measure(measure) if measure else None
+    fn = load_measure(measure) if measure else None  # refused here, before any run trains
     jobs = [(run_config(task, r, out / "fits"), r, task.metric, task.max_epochs, fn, threads) for r in todo]
 
     def finish(record: dict, done: int) -> None:
@@ -178,8 +178,6 @@ def frontier(args: argparse.Namespace, argv: list[str], start: float) -> str:
     if args.threads is not None and args.threads < 1:
         raise FrontierRefusal(f"--threads {args.threads}: give 1 or more torch threads per run")
     threads = args.threads or default_threads(args.workers)
-    if args.measure:
-        load_measure(args.measure)  # refused before anything trains
     plan = plan_runs(task.max_epochs, args.budgets, methods, ratios, args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     fingerprint = task.fingerprint()

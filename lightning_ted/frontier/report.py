@@ -57,9 +57,14 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
+def _measure_names(rows: list[dict]) -> list[str]:
+    """Every ``--measure`` number any row recorded, sorted (one column each in the table and in W&B)."""
+    return sorted({name for r in rows for name in r.get("measures", {})})
+
+
 def _measures_table(rows: list[dict]) -> list[str]:
     """The ``--measure`` numbers per row (mean ± SE over the runs that recorded them), when any run has one."""
-    names = sorted({name for r in rows for name in r.get("measures", {})})
+    names = _measure_names(rows)
     if not names:
         return []
     lines = ["", "Measures (--measure), mean ± SE over the runs that recorded them:", "",
@@ -111,7 +116,7 @@ def log_wandb(init_args: dict, rows: list[dict], verdict: str, png: Path, notes:
     if init_args.get("offline"):
         kwargs["mode"] = "offline"
     run = wandb.init(job_type="frontier", name=f"frontier-{init_args.get('name') or 'run'}", reinit=True, **kwargs)
-    names = sorted({name for r in rows for name in r.get("measures", {})})  # --measure's numbers, one column each
+    names = _measure_names(rows)
     columns = [c for c in rows[0] if c != "measures"]
     data = [[r[c] for c in columns] + [r.get("measures", {}).get(n, (None,))[0] for n in names] for r in rows]
     run.log({
